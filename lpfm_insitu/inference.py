@@ -1,0 +1,297 @@
+"""Host-independent inference: a set of atoms in, per-atom labels, confidence, OPs and score out.
+
+The same ``PhaseModel`` serves a periodic ``ase.Atoms`` (offline), and an MPI rank's
+subdomain of local plus ghost atoms (in situ). A subdomain needs two things from its
+host, supplied as a ``HaloExchange``: spreading owner values to ghost copies (positions
+after a denoising step) and summing ghost contributions back into owners (the score,
+exactly as LAMMPS reverse-communicates forces). With those, every atom's answer is
+independent of how the box is split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+from .constants import UNKNOWN_PHASE
+from .graph import Graph, open_graph, periodic_graph
+from .model import LPFMNetwork
+
+#: Atomic volume (Å^3) every training prototype is scaled to; inputs are mapped onto it.
+REFERENCE_ATOMIC_VOLUME = 15.0
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def equivalent_nn_distance(atomic_volume: float) -> float:
+    """The FCC nearest-neighbour distance at this volume per atom.
+
+    A density-based length is unbiased for hot crystals, unlike the per-atom minimum
+    neighbour distance, which thermal motion pulls ~10% low.
+    """
+    return float((np.sqrt(2.0) * atomic_volume) ** (1.0 / 3.0))
+
+
+REFERENCE_NN_DISTANCE = equivalent_nn_distance(REFERENCE_ATOMIC_VOLUME)
+
+
+class HaloExchange(Protocol):
+    """How a host moves per-atom values between owners and ghost copies."""
+
+    def forward(self, local_values: np.ndarray) -> np.ndarray:
+        """(n_local, k) owner values -> (n_all, k), ghosts filled from their owners."""
+
+    def reverse(self, all_values: np.ndarray) -> np.ndarray:
+        """(n_all, k) -> (n_local, k), ghost contributions summed into their owners."""
+
+
+class NoHalo:
+    """A periodic cell evaluated whole: there are no ghosts to exchange."""
+
+    def forward(self, local_values):
+        return local_values
+
+    def reverse(self, all_values):
+        return all_values
+
+
+@dataclass
+class PhaseResult:
+    """Per-atom answers for the atoms a caller owns."""
+
+    phases: tuple[str, ...]
+    labels: np.ndarray  # int, index into phases or UNKNOWN_PHASE
+    confidence: np.ndarray  # max logit over the candidate phases
+    probability: np.ndarray  # softmax probability of the label
+    logits: np.ndarray  # (n, n_phases): the order parameters
+    displacement: np.ndarray  # (n, 3) denoising displacement, input length units
+    history: list[dict] = field(default_factory=list)  # per denoising step: labels, logits
+
+    @property
+    def label_names(self) -> list[str]:
+        return [self.phases[i] if i != UNKNOWN_PHASE else "unknown" for i in self.labels]
+
+    def fractions(self) -> dict[str, float]:
+        n = max(len(self.labels), 1)
+        counts = np.bincount(self.labels + 1, minlength=len(self.phases) + 1)
+        out = {"unknown": counts[0] / n}
+        out.update({p: counts[k + 1] / n for k, p in enumerate(self.phases)})
+        return {k: float(v) for k, v in out.items()}
+
+
+class PhaseModel:
+    """A trained LPFM with everything needed to apply it: phases, length scale, threshold."""
+
+    def __init__(self, network: LPFMNetwork, phases: Sequence[str], *,
+                 confidence_threshold: float = -np.inf, step_size: float = 0.02,
+                 max_step: float = 0.2, metadata: dict | None = None,
+                 device: str | torch.device = "cpu", precision: str = "fp32"):
+        self.network = network.eval()
+        self.phases = tuple(phases)
+        self.confidence_threshold = float(confidence_threshold)
+        self.step_size = float(step_size)  # Å^2 (model units): r += step_size * score
+        self.max_step = float(max_step)  # Å (model units) per atom per step
+        self.metadata = dict(metadata or {})
+        self.device = torch.device("cpu")
+        self.precision = "fp32"
+        self.to(device, precision)
+
+    # --- configuration -----------------------------------------------------------------
+
+    def to(self, device: str | torch.device, precision: str | None = None) -> "PhaseModel":
+        device = torch.device(device)
+        precision = precision or self.precision
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+        if precision == "fp16" and device.type != "cuda":
+            raise ValueError("fp16 autocast needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
+        self.network.to(device)
+        self.device, self.precision = device, precision
+        return self
+
+    def candidate_indices(self, candidates: Sequence[str] | None) -> np.ndarray:
+        if candidates is None:
+            return np.arange(len(self.phases))
+        unknown = [c for c in candidates if c not in self.phases]
+        if unknown:
+            raise ValueError(f"candidate phase(s) {unknown} are not in this model's phases "
+                             f"{list(self.phases)}")
+        return np.array([self.phases.index(c) for c in candidates])
+
+    @property
+    def cutoff(self) -> float:
+        return self.network.r_max
+
+    def receptive_field(self, length_scale: float = 1.0) -> float:
+        """Distance (input units) within which atoms influence an atom's answer."""
+        return self.network.num_interactions * self.network.r_max / length_scale
+
+    @staticmethod
+    def length_scale(atomic_volume: float | None = None, nn_distance: float | None = None) -> float:
+        """Factor mapping input lengths onto the model's reference density."""
+        if nn_distance is not None:
+            if not nn_distance > 0:
+                raise ValueError(f"nn_distance must be positive, got {nn_distance}")
+            return REFERENCE_NN_DISTANCE / float(nn_distance)
+        if atomic_volume is None or not atomic_volume > 0:
+            raise ValueError(f"atomic volume must be positive, got {atomic_volume}")
+        return (REFERENCE_ATOMIC_VOLUME / float(atomic_volume)) ** (1.0 / 3.0)
+
+    # --- one evaluation ------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def logits_and_gradient(self, positions: np.ndarray, graph: Graph, n_owned: int,
+                            candidates: np.ndarray, need_gradient: bool):
+        """Logits of the first ``n_owned`` atoms, and d/dr of their summed log-density.
+
+        Positions and graph are in model units. The gradient has a row for every atom,
+        ghosts included: a ghost's row belongs to its owner.
+        """
+        pos = torch.tensor(positions, dtype=torch.float32, device=self.device,
+                           requires_grad=need_gradient)
+        edge_index = torch.as_tensor(graph.edge_index, device=self.device)
+        shifts = torch.tensor(graph.shifts, dtype=torch.float32, device=self.device)
+        cand = torch.as_tensor(candidates, device=self.device)
+        with torch.set_grad_enabled(need_gradient), self._autocast():
+            logits = self.network(pos, edge_index, shifts)[:n_owned].float()
+        gradient = None
+        if need_gradient:
+            log_density = torch.logsumexp(logits[:, cand], dim=1).sum()
+            (gradient,) = torch.autograd.grad(log_density, pos)
+            gradient = gradient.detach().cpu().numpy().astype(np.float64)
+        return logits.detach().cpu().numpy().astype(np.float64), gradient
+
+    # --- whole workflows -------------------------------------------------------------------
+
+    def classify_atoms(self, atoms, *, denoise_steps: int = 0, nn_distance: float | None = None,
+                       candidates: Sequence[str] | None = None, keep_history: bool = False
+                       ) -> PhaseResult:
+        """Classify an ``ase.Atoms`` (periodic, or open with ``nn_distance`` given)."""
+        positions = np.asarray(atoms.get_positions(), dtype=np.float64)
+        check_positions(positions)
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        if nn_distance is None:
+            if not pbc.all():
+                raise ValueError(
+                    "the input is not periodic in all directions, so its density cannot be "
+                    "read from the cell: give the nearest-neighbour distance (nn_distance=, "
+                    "--nn-distance)")
+            volume = abs(np.linalg.det(np.asarray(atoms.cell)))
+            if volume <= 0:
+                raise ValueError("the periodic cell has zero volume; set a valid cell")
+            scale = self.length_scale(atomic_volume=volume / len(atoms))
+        else:
+            scale = self.length_scale(nn_distance=nn_distance)
+        cell = np.asarray(atoms.cell) * scale
+
+        def graph_of(model_positions):
+            return periodic_graph(model_positions, cell, pbc, self.cutoff)
+
+        return self._run(positions, scale, len(positions), graph_of, NoHalo(), denoise_steps,
+                         candidates, keep_history)
+
+    def classify_subdomain(self, positions: np.ndarray, n_local: int, length_scale: float,
+                           halo: HaloExchange, *, denoise_steps: int = 0,
+                           candidates: Sequence[str] | None = None,
+                           max_atoms_per_chunk: int | None = None) -> PhaseResult:
+        """Classify a rank's local atoms (first ``n_local`` rows) using its ghosts.
+
+        Ghosts must cover ``receptive_field(length_scale)`` around the local atoms.
+        Every rank must call this the same number of times (the halo exchange is
+        collective), also with zero atoms.
+        """
+        positions = np.asarray(positions, dtype=np.float64)
+        check_positions(positions)
+
+        def graph_of(model_positions):
+            return open_graph(model_positions, self.cutoff)
+
+        return self._run(positions, length_scale, n_local, graph_of, halo, denoise_steps,
+                         candidates, False, max_atoms_per_chunk)
+
+    def _run(self, positions, scale, n_owned, graph_of, halo, denoise_steps, candidates,
+             keep_history, max_atoms_per_chunk=None) -> PhaseResult:
+        cand = self.candidate_indices(candidates)
+        if denoise_steps < 0:
+            raise ValueError(f"denoise_steps must be >= 0, got {denoise_steps}")
+        current = positions * scale
+        start_local = current[:n_owned].copy()
+        history = []
+        for step in range(denoise_steps + 1):
+            need_gradient = step < denoise_steps
+            logits, gradient = self._evaluate(current, n_owned, graph_of, cand, need_gradient,
+                                              max_atoms_per_chunk)
+            if keep_history:
+                history.append({"step": step, "labels": self._labels(logits, cand)[0],
+                                "logits": logits})
+            if need_gradient:
+                score = halo.reverse(gradient)
+                move = self.step_size * score
+                norm = np.linalg.norm(move, axis=1, keepdims=True)
+                move *= np.minimum(1.0, self.max_step / np.maximum(norm, 1e-12))
+                moved_local = current[:n_owned] + move
+                current = current + halo.forward(moved_local - current[:n_owned])
+        labels, confidence, probability = self._labels(logits, cand)
+        displacement = (current[:n_owned] - start_local) / scale
+        return PhaseResult(self.phases, labels, confidence, probability, logits, displacement,
+                           history)
+
+    def _evaluate(self, model_positions, n_owned, graph_of, cand, need_gradient,
+                  max_atoms_per_chunk):
+        if not max_atoms_per_chunk or n_owned <= max_atoms_per_chunk:
+            return self.logits_and_gradient(model_positions, graph_of(model_positions), n_owned,
+                                            cand, need_gradient)
+        return self._evaluate_in_chunks(model_positions, n_owned, graph_of, cand, need_gradient,
+                                        max_atoms_per_chunk)
+
+    def _evaluate_in_chunks(self, positions, n_owned, graph_of, cand, need_gradient, chunk):
+        """Slabs of owned atoms, each with every atom within the receptive field around it.
+
+        Summing each slab's gradient gives the gradient of the whole sum, so chunking
+        changes memory, not answers.
+        """
+        reach = self.receptive_field(1.0)
+        axis = int(np.argmax(np.ptp(positions[:n_owned], axis=0)))
+        order = np.argsort(positions[:n_owned, axis], kind="stable")
+        logits = np.zeros((n_owned, len(self.phases)))
+        gradient = np.zeros_like(positions) if need_gradient else None
+        for start in range(0, n_owned, chunk):
+            owned = order[start:start + chunk]
+            lo, hi = positions[owned, axis].min() - reach, positions[owned, axis].max() + reach
+            near = np.flatnonzero((positions[:, axis] >= lo) & (positions[:, axis] <= hi))
+            others = np.setdiff1d(near, owned, assume_unique=True)
+            members = np.concatenate([owned, others])
+            sub = positions[members]
+            part_logits, part_grad = self.logits_and_gradient(sub, graph_of(sub), len(owned),
+                                                              cand, need_gradient)
+            logits[owned] = part_logits
+            if need_gradient:
+                np.add.at(gradient, members, part_grad)
+        return logits, gradient
+
+    def _labels(self, logits, cand):
+        sub = logits[:, cand]
+        best = np.argmax(sub, axis=1) if len(sub) else np.zeros(0, dtype=int)
+        confidence = sub[np.arange(len(sub)), best] if len(sub) else np.zeros(0)
+        shifted = sub - confidence[:, None] if len(sub) else sub
+        probability = 1.0 / np.exp(shifted).sum(axis=1) if len(sub) else np.zeros(0)
+        labels = cand[best].astype(np.int64)
+        labels[confidence < self.confidence_threshold] = UNKNOWN_PHASE
+        return labels, confidence, probability
+
+
+def check_positions(positions: np.ndarray) -> None:
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise ValueError(f"positions must have shape (n_atoms, 3), got {positions.shape}")
+    if not np.isfinite(positions).all():
+        bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+        raise ValueError(f"non-finite positions for {len(bad)} atom(s), first at row {bad[0]}")

@@ -1,0 +1,261 @@
+"""The LPFM network: a MACE featurizer and a K-headed per-phase logit decoder.
+
+``log p(x) = sum_i logsumexp_c l[i, c]`` (LPFM Eq. 1); the score is its gradient
+with respect to positions (Eq. 2), so it is conservative by construction.
+
+Two backbones share this module:
+
+* ``compact``: a small MACE built here from ``BackboneConfig`` and trained end to end
+  (the shipped default);
+* ``mace_file``: the embedding and interaction layers of an existing MACE model
+  (for example a MACE-MP foundation model stored locally), frozen, with only the
+  decoder trained (the paper's path).
+
+Both run the MACE blocks directly on a graph given as tensors, so the same code serves
+a periodic cell (edges carry cell shifts) and an MPI subdomain with ghost atoms
+(no shifts: periodic images arrive as ghosts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _torch_compat  # noqa: F401  (must precede e3nn)
+from e3nn import o3  # noqa: E402
+from mace import modules as mace_modules  # noqa: E402
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Hyper-parameters of the compact MACE backbone (lengths in model units, Å at 15 Å^3/atom)."""
+
+    r_max: float = 4.6
+    num_bessel: int = 8
+    num_polynomial_cutoff: int = 5
+    max_ell: int = 3
+    correlation: int = 3
+    num_interactions: int = 2
+    channels: int = 16
+    avg_num_neighbors: float = 16.0
+    radial_mlp: tuple[int, ...] = (32, 32)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "BackboneConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(
+                f"unknown backbone setting(s) {sorted(unknown)}; known settings: {sorted(known)}"
+            )
+        values = dict(values)
+        if "radial_mlp" in values:
+            values["radial_mlp"] = tuple(values["radial_mlp"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    hidden: tuple[int, ...] = (64,)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "DecoderConfig":
+        return cls(hidden=tuple(values.get("hidden", (64,))))
+
+
+def build_compact_mace(config: BackboneConfig) -> torch.nn.Module:
+    """A one-element MACE: the model is chemistry-agnostic, so every atom gets one embedding."""
+    return mace_modules.MACE(
+        r_max=config.r_max,
+        num_bessel=config.num_bessel,
+        num_polynomial_cutoff=config.num_polynomial_cutoff,
+        max_ell=config.max_ell,
+        interaction_cls=mace_modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        interaction_cls_first=mace_modules.interaction_classes["RealAgnosticInteractionBlock"],
+        num_interactions=config.num_interactions,
+        num_elements=1,
+        hidden_irreps=o3.Irreps(f"{config.channels}x0e"),
+        MLP_irreps=o3.Irreps("8x0e"),
+        atomic_energies=np.zeros(1),
+        avg_num_neighbors=config.avg_num_neighbors,
+        atomic_numbers=[1],
+        correlation=config.correlation,
+        gate=torch.nn.functional.silu,
+        radial_MLP=list(config.radial_mlp),
+    )
+
+
+def scalar_feature_mask(mace: torch.nn.Module) -> torch.Tensor:
+    """Boolean mask selecting the invariant (0e) channels of MACE's concatenated node features.
+
+    The decoder must be rotation invariant; MACE-MP also carries 1o channels in all but the
+    last layer, which a plain MLP would turn into orientation-dependent logits.
+    """
+    pieces = []
+    for product in mace.products:
+        irreps = o3.Irreps(str(product.linear.irreps_out))
+        for mul, ir in irreps:
+            keep = ir.l == 0 and ir.p == 1
+            pieces.append(torch.full((mul * ir.dim,), keep, dtype=torch.bool))
+    return torch.cat(pieces)
+
+
+class PhaseDecoder(torch.nn.Module):
+    """Invariant node features -> one logit per candidate phase (the K heads)."""
+
+    def __init__(self, n_features: int, n_phases: int, hidden: tuple[int, ...]):
+        super().__init__()
+        layers: list[torch.nn.Module] = []
+        width = n_features
+        for h in hidden:
+            layers += [torch.nn.Linear(width, h), torch.nn.SiLU()]
+            width = h
+        layers.append(torch.nn.Linear(width, n_phases))
+        self.mlp = torch.nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(features)
+
+
+class LPFMNetwork(torch.nn.Module):
+    """MACE featurizer + phase decoder, evaluated on an explicit graph."""
+
+    def __init__(self, mace: torch.nn.Module, n_phases: int, decoder: DecoderConfig,
+                 element_index: int = 0, freeze_backbone: bool = False):
+        super().__init__()
+        self.mace = mace
+        self.register_buffer("feature_mask", scalar_feature_mask(mace), persistent=False)
+        self.decoder = PhaseDecoder(int(self.feature_mask.sum()), n_phases, decoder.hidden)
+        self.n_elements = len(mace.atomic_numbers)
+        self.element_index = element_index
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            for p in self.mace.parameters():
+                p.requires_grad_(False)
+
+    @property
+    def r_max(self) -> float:
+        return float(self.mace.r_max)
+
+    @property
+    def num_interactions(self) -> int:
+        return int(self.mace.num_interactions)
+
+    def features(self, positions: torch.Tensor, edge_index: torch.Tensor,
+                 shifts: torch.Tensor) -> torch.Tensor:
+        """Concatenated invariant node features after every interaction layer."""
+        mace = self.mace
+        n_atoms = positions.shape[0]
+        node_attrs = torch.zeros(n_atoms, self.n_elements, dtype=positions.dtype,
+                                 device=positions.device)
+        node_attrs[:, self.element_index] = 1.0
+        sender, receiver = edge_index[0], edge_index[1]
+        vectors = positions[receiver] - positions[sender] + shifts
+        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
+        node_feats = mace.node_embedding(node_attrs)
+        edge_attrs = mace.spherical_harmonics(vectors)
+        edge_feats, cutoff = mace.radial_embedding(lengths, node_attrs, edge_index,
+                                                   mace.atomic_numbers)
+        collected = []
+        for i, (interaction, product) in enumerate(zip(mace.interactions, mace.products)):
+            node_feats, sc = interaction(
+                node_attrs=node_attrs, node_feats=node_feats, edge_attrs=edge_attrs,
+                edge_feats=edge_feats, edge_index=edge_index, cutoff=cutoff,
+                first_layer=(i == 0),
+            )
+            node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs)
+            collected.append(node_feats)
+        return torch.cat(collected, dim=-1)[:, self.feature_mask]
+
+    def forward(self, positions: torch.Tensor, edge_index: torch.Tensor,
+                shifts: torch.Tensor) -> torch.Tensor:
+        """Per-atom, per-phase logits ``l[i, c]``."""
+        return self.decoder(self.features(positions, edge_index, shifts))
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a network, stored beside its weights in a model file."""
+
+    phases: tuple[str, ...]
+    backbone_kind: str = "compact"  # or "mace_file"
+    backbone: dict[str, Any] = field(default_factory=dict)
+    decoder: dict[str, Any] = field(default_factory=dict)
+    element_index: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["phases"] = list(self.phases)
+        return d
+
+
+def build_network(spec: ModelSpec, mace: torch.nn.Module | None = None) -> LPFMNetwork:
+    """Build the network of a spec; ``mace`` supplies a ready featurizer for ``mace_file``."""
+    decoder = DecoderConfig.from_dict(spec.decoder)
+    if spec.backbone_kind == "compact":
+        backbone = build_compact_mace(BackboneConfig.from_dict(spec.backbone))
+        return LPFMNetwork(backbone, len(spec.phases), decoder)
+    if spec.backbone_kind == "mace_file":
+        if mace is None:
+            mace = rebuild_mace(spec.backbone)
+        return LPFMNetwork(mace, len(spec.phases), decoder, element_index=spec.element_index,
+                           freeze_backbone=True)
+    raise ValueError(
+        f"unknown backbone kind {spec.backbone_kind!r}; this version knows 'compact' and 'mace_file'"
+    )
+
+
+# --- frozen MACE featurizer (the paper's path) -------------------------------------------
+
+_SERIALISABLE_IRREPS = ("hidden_irreps", "MLP_irreps", "edge_irreps")
+
+
+def mace_architecture(mace: torch.nn.Module) -> dict[str, Any]:
+    """A JSON-able description of a MACE model, from which ``rebuild_mace`` makes it again."""
+    from mace.tools.scripts_utils import extract_config_mace_model
+
+    config = extract_config_mace_model(mace)
+    if "error" in config:
+        raise ValueError(f"cannot use this MACE model as featurizer: {config['error']}")
+    out: dict[str, Any] = {"model_class": mace.__class__.__name__}
+    for key, value in config.items():
+        if key in ("interaction_cls", "interaction_cls_first"):
+            out[key] = value.__name__
+        elif key in _SERIALISABLE_IRREPS:
+            out[key] = None if value is None else str(value)
+        elif key == "gate":
+            out[key] = None if value is None else value.__name__
+        elif isinstance(value, torch.Tensor):
+            out[key] = value.tolist()
+        elif isinstance(value, np.ndarray):
+            out[key] = value.tolist()
+        elif key == "readout_cls":
+            out[key] = value.__name__
+        else:
+            out[key] = value
+    return out
+
+
+def rebuild_mace(arch: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild a MACE module from ``mace_architecture`` output, without unpickling anything."""
+    from mace.modules import blocks
+
+    kwargs = {k: v for k, v in arch.items() if k != "model_class"}
+    for key in ("interaction_cls", "interaction_cls_first"):
+        kwargs[key] = mace_modules.interaction_classes[kwargs[key]]
+    for key in _SERIALISABLE_IRREPS:
+        if kwargs.get(key) is not None:
+            kwargs[key] = o3.Irreps(kwargs[key])
+    gates = {None: None, "silu": torch.nn.functional.silu, "tanh": torch.tanh,
+             "abs": torch.abs}
+    kwargs["gate"] = gates[kwargs.get("gate")]
+    if "readout_cls" in kwargs:
+        kwargs["readout_cls"] = getattr(blocks, kwargs["readout_cls"])
+    for key in ("atomic_energies", "atomic_inter_scale", "atomic_inter_shift"):
+        if key in kwargs and kwargs[key] is not None:
+            kwargs[key] = np.asarray(kwargs[key])
+    model_class = getattr(mace_modules, arch.get("model_class", "ScaleShiftMACE"))
+    return model_class(**kwargs)

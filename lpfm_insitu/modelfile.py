@@ -1,0 +1,160 @@
+"""Model files: weights plus everything needed to use them, in one safetensors file.
+
+safetensors holds tensors and a string-to-string header and nothing executable, so
+opening a model received from someone else cannot run code. The header carries the
+architecture, phase list, length scale, confidence threshold, training configuration
+and versions; loading checks them before building anything.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file, safe_open
+
+from . import __version__
+from .inference import REFERENCE_ATOMIC_VOLUME, PhaseModel
+from .model import LPFMNetwork, ModelSpec, build_network, mace_architecture
+
+FORMAT_NAME = "lpfm-model"
+FORMAT_VERSION = 1
+SHIPPED_MODELS_PACKAGE = "lpfm_insitu.models"
+DEFAULT_MODEL = "default"
+
+
+class ModelFileError(ValueError):
+    """A model file that this version cannot use, with what to do about it."""
+
+
+def save_model(path: str | Path, model: PhaseModel, spec: ModelSpec, *,
+               training: dict[str, Any] | None = None) -> Path:
+    path = Path(path)
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "package_version": __version__,
+        "spec": json.dumps(spec.to_dict()),
+        "reference_atomic_volume": repr(REFERENCE_ATOMIC_VOLUME),
+        "confidence_threshold": repr(model.confidence_threshold),
+        "step_size": repr(model.step_size),
+        "max_step": repr(model.max_step),
+        "training": json.dumps(training or {}),
+        "metadata": json.dumps(model.metadata),
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=header)
+    tmp.replace(path)  # a crash mid-write never leaves a truncated model under the real name
+    return path
+
+
+def read_header(path: str | Path) -> dict[str, str]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(
+            f"{str(path)!r} is not an LPFM model file (not a readable safetensors file: {exc}); "
+            "make one with 'lpfm train' or use the shipped model 'default'") from exc
+    if header.get("format") != FORMAT_NAME:
+        raise ModelFileError(
+            f"{str(path)!r} is a safetensors file but not an LPFM model (format "
+            f"{header.get('format')!r}, expected {FORMAT_NAME!r})")
+    version = int(header.get("format_version", "0"))
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{str(path)!r} uses model format {version}, newer than this lpfm_insitu "
+            f"{__version__} understands ({FORMAT_VERSION}); upgrade lpfm_insitu")
+    for key in ("spec", "confidence_threshold"):
+        if key not in header:
+            raise ModelFileError(f"{str(path)!r} lacks the header field {key!r}; the file is "
+                                 "damaged or was not written by save_model")
+    return header
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A shipped model's name ('default') or a file path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix or candidate.exists() or "/" in str(name_or_path):
+        return candidate
+    shipped = resources.files(SHIPPED_MODELS_PACKAGE) / f"{name_or_path}.safetensors"
+    if not shipped.is_file():
+        raise ModelFileError(
+            f"no shipped model named {str(name_or_path)!r}; shipped models: {shipped_models()}; "
+            "or give the path of a model file")
+    return Path(str(shipped))
+
+
+def shipped_models() -> list[str]:
+    folder = resources.files(SHIPPED_MODELS_PACKAGE)
+    return sorted(p.name[: -len(".safetensors")] for p in folder.iterdir()
+                  if p.name.endswith(".safetensors"))
+
+
+def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str = "cpu",
+               precision: str = "fp32") -> PhaseModel:
+    """Load a model file (or a shipped model by name) without executing anything from it."""
+    path = resolve_model_path(name_or_path)
+    header = read_header(path)
+    try:
+        spec_dict = json.loads(header["spec"])
+        spec = ModelSpec(**{**spec_dict, "phases": tuple(spec_dict["phases"])})
+    except (TypeError, KeyError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{str(path)!r} has an unreadable architecture header: {exc}") from exc
+    network = build_network(spec)
+    state = load_file(str(path))
+    missing, unexpected = _compare_keys(network, state)
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{str(path)!r} does not match its own architecture header: missing weights "
+            f"{missing[:5]}, unexpected weights {unexpected[:5]}")
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{str(path)!r}: weights do not fit the architecture: {exc}") from exc
+    metadata = json.loads(header.get("metadata", "{}"))
+    metadata.update(path=str(path), training=json.loads(header.get("training", "{}")),
+                    package_version=header.get("package_version"))
+    return PhaseModel(network, spec.phases,
+                      confidence_threshold=float(header["confidence_threshold"]),
+                      step_size=float(header.get("step_size", 0.02)),
+                      max_step=float(header.get("max_step", 0.2)),
+                      metadata=metadata, device=device, precision=precision)
+
+
+def _compare_keys(network: LPFMNetwork, state: dict[str, torch.Tensor]):
+    expected = set(network.state_dict())
+    return sorted(expected - set(state)), sorted(set(state) - expected)
+
+
+def spec_for_mace_file(mace_path: str | Path, phases, *, element: int | None = None,
+                       decoder: dict | None = None) -> tuple[ModelSpec, torch.nn.Module]:
+    """The paper's backbone: a frozen MACE model from a local file as featurizer.
+
+    MACE's own files are pickled modules, so this (and only this) loads with
+    ``weights_only=False``: use MACE files from a source you trust, such as the
+    MACE-MP release. The LPFM file written afterwards is a plain safetensors file.
+    """
+    mace = torch.load(str(mace_path), map_location="cpu", weights_only=False)
+    if not hasattr(mace, "interactions") or not hasattr(mace, "products"):
+        raise ModelFileError(f"{str(mace_path)!r} does not hold a MACE model "
+                             f"(got {type(mace).__name__})")
+    numbers = [int(z) for z in mace.atomic_numbers]
+    if element is None:
+        element = numbers[0]
+    if element not in numbers:
+        raise ModelFileError(f"element Z={element} is not embedded by {str(mace_path)!r}; "
+                             f"it knows Z in {numbers}")
+    spec = ModelSpec(phases=tuple(phases), backbone_kind="mace_file",
+                     backbone=mace_architecture(mace), decoder=decoder or {},
+                     element_index=numbers.index(element))
+    return spec, mace.float()

@@ -1,0 +1,1 @@
+"""Models shipped with the package (safetensors files with their model cards)."""

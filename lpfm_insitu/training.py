@@ -1,0 +1,213 @@
+"""Training on synthetic perturbed prototypes: cross-entropy plus denoising score matching.
+
+``L = L_CE + lambda * L_SM`` (LPFM Eqs. 9-11), where ``L_SM`` is the sigma^2-weighted squared
+error between the predicted score and the Gaussian score ``-(x_noisy - x) / sigma^2``.
+Every step draws its batch from a generator seeded by ``(seed, step)``, so a run resumed
+from a checkpoint continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .graph import periodic_graph
+from .inference import PhaseModel
+from .model import ModelSpec, build_network
+from .modelfile import save_model
+
+
+@dataclass
+class TrainingConfig:
+    output: str = "lpfm_model.safetensors"
+    phases: list[str] | None = None  # default: every prototype of the library
+    backbone: dict[str, Any] = field(default_factory=dict)
+    decoder: dict[str, Any] = field(default_factory=dict)
+    steps: int = 2000
+    batch_size: int = 4
+    learning_rate: float = 2e-3
+    final_learning_rate: float = 2e-4
+    weight_decay: float = 1e-4
+    score_weight: float = 0.1  # lambda
+    target_atoms: int = 120
+    sigma_max: float = 0.36  # Å at the reference density
+    seed: int = 0
+    checkpoint_every: int = 100
+    validate_every: int = 200
+    threads: int | None = None
+    calibration_quantile: float = 0.95  # fraction of amorphous atoms labelled unknown
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainingConfig":
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+            values = yaml.safe_load(text) or {}
+        else:
+            values = json.loads(text)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown training setting(s) {sorted(unknown)}; "
+                             f"known settings: {sorted(known)}")
+        return cls(**values)
+
+
+def _batch_tensors(samples, cutoff):
+    """Concatenate structures into one graph; return tensors and the per-atom targets."""
+    positions, edges, shifts, labels, eps, sigma_atom = [], [], [], [], [], []
+    offset = 0
+    for s in samples:
+        atoms = s.atoms
+        pos = atoms.get_positions()
+        graph = periodic_graph(pos, np.asarray(atoms.cell), atoms.pbc, cutoff)
+        positions.append(pos)
+        edges.append(graph.edge_index + offset)
+        shifts.append(graph.shifts)
+        labels.append(np.asarray(s.label_index))
+        # noise actually applied, modulo lattice vectors (the sampler may wrap atoms)
+        frac = np.linalg.solve(np.asarray(atoms.cell).T, (pos - s.clean_positions).T).T
+        delta = (frac - np.round(frac)) @ np.asarray(atoms.cell)
+        delta -= delta.mean(axis=0)  # the score cannot see a rigid translation
+        sigma = max(float(s.sigma), 1e-6)
+        eps.append(delta / sigma)
+        sigma_atom.append(np.full(len(pos), sigma))
+        offset += len(pos)
+    return (torch.tensor(np.concatenate(positions), dtype=torch.float32),
+            torch.tensor(np.concatenate(edges, axis=1)),
+            torch.tensor(np.concatenate(shifts), dtype=torch.float32),
+            torch.tensor(np.concatenate(labels)),
+            torch.tensor(np.concatenate(eps), dtype=torch.float32),
+            torch.tensor(np.concatenate(sigma_atom), dtype=torch.float32))
+
+
+def training_losses(network, samples, score_weight: float):
+    pos, edge_index, shifts, labels, eps, sigma = _batch_tensors(samples, network.r_max)
+    pos.requires_grad_(True)
+    logits = network(pos, edge_index, shifts)
+    ce = torch.nn.functional.cross_entropy(logits, labels)
+    if score_weight == 0:
+        return ce, torch.zeros(()), logits
+    log_density = torch.logsumexp(logits, dim=1).sum()
+    (score,) = torch.autograd.grad(log_density, pos, create_graph=True)
+    # sigma^2 |s - (-eps/sigma)|^2 = |sigma s + eps|^2: every noise level weighs alike
+    sm = ((sigma[:, None] * score + eps) ** 2).sum(dim=1).mean()
+    return ce, sm, logits
+
+
+class Trainer:
+    def __init__(self, config: TrainingConfig, progress: bool = True):
+        from .prototypes import PROTOTYPE_LABELS
+        from .synthetic import SyntheticSampler
+
+        self.config = config
+        self.progress = progress
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        phases = tuple(config.phases or PROTOTYPE_LABELS)
+        self.spec = ModelSpec(phases=phases, backbone=config.backbone, decoder=config.decoder)
+        torch.manual_seed(config.seed)
+        self.network = build_network(self.spec)
+        self.label_map = np.array([phases.index(p) if p in phases else -1
+                                   for p in PROTOTYPE_LABELS])
+        self.sampler = SyntheticSampler(labels=list(phases), target_atoms=config.target_atoms,
+                                        sigma_max=config.sigma_max, seed=config.seed)
+        params = [p for p in self.network.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate,
+                                           weight_decay=config.weight_decay)
+        self.step = 0
+        self.log: list[dict[str, float]] = []
+        self.elapsed = 0.0
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.config.output).with_suffix(".checkpoint.pt")
+
+    def learning_rate(self, step: int) -> float:
+        c = self.config
+        frac = min(step / max(c.steps, 1), 1.0)  # cosine from the initial to the final rate
+        return c.final_learning_rate + 0.5 * (c.learning_rate - c.final_learning_rate) * (
+            1 + np.cos(np.pi * frac))
+
+    def batch(self, step: int):
+        samples = self.sampler.sample(self.config.batch_size, seed=(self.config.seed, step))
+        for s in samples:  # library indices -> this model's class indices
+            s.label_index = self.label_map[np.asarray(s.label_index)]
+        return samples
+
+    def save_checkpoint(self):
+        state = {"step": self.step, "network": self.network.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "elapsed": self.elapsed,
+                 "log": json.dumps(self.log), "config": json.dumps(asdict(self.config))}
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_path)
+
+    def resume(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, weights_only=True)
+        saved = json.loads(state["config"])
+        mismatched = {k for k in ("backbone", "decoder", "phases", "seed")
+                      if saved.get(k) != asdict(self.config).get(k)}
+        if mismatched:
+            raise ValueError(f"checkpoint {self.checkpoint_path} was made with other settings "
+                             f"({sorted(mismatched)}); remove it or restore those settings")
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.log = json.loads(state["log"])
+        return True
+
+    def train(self, until: int | None = None):
+        from tqdm.auto import tqdm
+
+        until = self.config.steps if until is None else min(until, self.config.steps)
+        self.network.train()
+        bar = tqdm(total=until, initial=self.step, disable=not self.progress, unit="step")
+        while self.step < until:
+            t0 = time.perf_counter()
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate(self.step)
+            ce, sm, logits = training_losses(self.network, self.batch(self.step),
+                                             self.config.score_weight)
+            loss = ce + self.config.score_weight * sm
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 10.0)
+            self.optimizer.step()
+            self.step += 1
+            self.elapsed += time.perf_counter() - t0
+            self.log.append({"step": self.step, "ce": float(ce), "sm": float(sm),
+                             "elapsed": self.elapsed})
+            bar.update(1)
+            bar.set_postfix(ce=f"{float(ce):.3f}", sm=f"{float(sm):.3f}")
+            if self.step % self.config.checkpoint_every == 0 or self.step == until:
+                self.save_checkpoint()
+        bar.close()
+        self.network.eval()
+
+    def phase_model(self, confidence_threshold: float = -np.inf) -> PhaseModel:
+        return PhaseModel(self.network, self.spec.phases, confidence_threshold=confidence_threshold,
+                          metadata={"name": Path(self.config.output).stem})
+
+    def finish(self, confidence_threshold: float | None = None) -> Path:
+        """Calibrate the unknown threshold and write the model file."""
+        from .calibration import calibrate_threshold
+
+        model = self.phase_model()
+        if confidence_threshold is None:
+            confidence_threshold = calibrate_threshold(model, self.config.calibration_quantile,
+                                                       seed=self.config.seed)
+        model.confidence_threshold = confidence_threshold
+        training = {"config": asdict(self.config), "steps_done": self.step,
+                    "training_seconds": round(self.elapsed, 1),
+                    "final_losses": self.log[-1] if self.log else {}}
+        return save_model(self.config.output, model, self.spec, training=training)
