@@ -72,12 +72,9 @@ def _batch_tensors(samples, cutoff):
         edges.append(graph.edge_index + offset)
         shifts.append(graph.shifts)
         labels.append(np.asarray(s.label_index))
-        # noise actually applied, modulo lattice vectors (the sampler may wrap atoms)
-        frac = np.linalg.solve(np.asarray(atoms.cell).T, (pos - s.clean_positions).T).T
-        delta = (frac - np.round(frac)) @ np.asarray(atoms.cell)
-        delta -= delta.mean(axis=0)  # the score cannot see a rigid translation
+        # logits ignore rigid translations, so the score cannot undo the mean noise
+        eps.append(s.eps - s.eps.mean(axis=0))
         sigma = max(float(s.sigma), 1e-6)
-        eps.append(delta / sigma)
         sigma_atom.append(np.full(len(pos), sigma))
         offset += len(pos)
     return (torch.tensor(np.concatenate(positions), dtype=torch.float32),
@@ -137,7 +134,8 @@ class Trainer:
             1 + np.cos(np.pi * frac))
 
     def batch(self, step: int):
-        samples = self.sampler.sample(self.config.batch_size, seed=(self.config.seed, step))
+        self.sampler.rng = np.random.default_rng([self.config.seed, step])
+        samples = self.sampler.sample(self.config.batch_size)
         for s in samples:  # library indices -> this model's class indices
             s.label_index = self.label_map[np.asarray(s.label_index)]
         return samples

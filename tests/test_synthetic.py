@@ -1,0 +1,202 @@
+"""Tests of the synthetic training-data generator."""
+
+import numpy as np
+import pytest
+
+from lpfm_insitu.prototypes import PROTOTYPE_LABELS, build_prototype, nearest_neighbour_distance
+from lpfm_insitu.synthetic import (
+    Sample,
+    SyntheticSampler,
+    add_noise,
+    apply_strain,
+    ideal_supercell,
+    make_supercell,
+    random_strain,
+)
+
+
+@pytest.mark.parametrize("label", PROTOTYPE_LABELS)
+def test_ideal_supercell_size_and_shape(label):
+    atoms = ideal_supercell(label, atomic_volume=15.0, target_atoms=200)
+    assert 100 <= len(atoms) <= 300
+    lengths = atoms.cell.lengths()
+    assert lengths.max() / lengths.min() < 2.0
+    assert atoms.get_volume() / len(atoms) == pytest.approx(15.0)
+    assert atoms.pbc.all()
+
+
+@pytest.mark.parametrize("primitive", [True, False])
+@pytest.mark.parametrize("label", ["A_cF4_225_a", "A_hP2_194_c", "A_cP20_213_cd", "A_oC8_64_f"])
+def test_make_supercell_from_any_cell(label, primitive):
+    unit = build_prototype(label, primitive=primitive)
+    atoms = make_supercell(unit, target_atoms=200)
+    assert 100 <= len(atoms) <= 300
+    assert len(atoms) % len(unit) == 0
+    lengths = atoms.cell.lengths()
+    assert lengths.max() / lengths.min() < 2.0
+    assert atoms.get_volume() / len(atoms) == pytest.approx(unit.get_volume() / len(unit))
+
+
+def test_ideal_supercell_returns_independent_copies():
+    a = ideal_supercell("A_cF4_225_a")
+    a.positions += 1.0
+    b = ideal_supercell("A_cF4_225_a")
+    assert not np.allclose(a.positions, b.positions)
+
+
+def test_strain_is_symmetric():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        F = random_strain(rng)
+        assert F.shape == (3, 3)
+        np.testing.assert_allclose(F, F.T, atol=1e-14)
+
+
+def test_strain_scale_distribution():
+    rng = np.random.default_rng(1)
+    scales = []
+    for _ in range(4000):
+        F = random_strain(rng, scale_range=(0.9, 1.08), shear_std=0.0, p_uniaxial=0.0)
+        s = F[0, 0]
+        np.testing.assert_allclose(F, s * np.eye(3), atol=1e-14)
+        scales.append(s)
+    scales = np.array(scales)
+    assert scales.min() >= 0.9 and scales.max() <= 1.08
+    assert scales.mean() == pytest.approx(0.99, abs=0.004)
+    assert scales.std() == pytest.approx(0.18 / np.sqrt(12), rel=0.05)  # uniform distribution
+
+
+def test_shear_component_statistics():
+    rng = np.random.default_rng(2)
+    Fs = np.array([random_strain(rng, scale_range=(1, 1), shear_std=0.03, p_uniaxial=0.0)
+                   for _ in range(4000)])
+    strain = Fs - np.eye(3)
+    assert np.abs(strain.mean(axis=0)).max() < 0.003
+    assert strain[:, 0, 0].std() == pytest.approx(0.03, rel=0.08)
+    # Off-diagonal entries are averages of two independent N(0, 0.03) draws.
+    assert strain[:, 0, 1].std() == pytest.approx(0.03 / np.sqrt(2), rel=0.08)
+
+
+def test_uniaxial_component_keeps_two_axes_and_compresses_one():
+    rng = np.random.default_rng(3)
+    stretch = []
+    for _ in range(500):
+        F = random_strain(rng, scale_range=(1, 1), shear_std=0.0, p_uniaxial=1.0)
+        eigenvalues = np.sort(np.linalg.eigvalsh(F))
+        unit = np.isclose(eigenvalues, 1.0)
+        assert unit.sum() >= 2
+        stretch.append(eigenvalues[~unit][0] if (~unit).any() else 1.0)
+    stretch = np.array(stretch)
+    assert stretch.min() >= 0.85 - 1e-12 and stretch.max() <= 1.05 + 1e-12
+    assert stretch.min() < 0.87  # shock-level compression does occur
+
+
+def test_uniaxial_probability():
+    rng = np.random.default_rng(4)
+    n = 3000
+    hits = sum(
+        not np.allclose(random_strain(rng, scale_range=(1, 1), shear_std=0.0), np.eye(3))
+        for _ in range(n)
+    )
+    assert hits / n == pytest.approx(0.3, abs=0.03)
+
+
+def test_apply_strain_maps_cell_and_positions():
+    atoms = ideal_supercell("A_hP2_194_c")
+    rng = np.random.default_rng(5)
+    F = random_strain(rng, p_uniaxial=1.0)
+    strained = apply_strain(atoms, F)
+    np.testing.assert_allclose(strained.cell[:], atoms.cell[:] @ F.T)
+    assert strained.get_volume() == pytest.approx(atoms.get_volume() * np.linalg.det(F))
+    # Same fractional coordinates (mod lattice translations), wrapped into the cell.
+    delta = strained.get_scaled_positions(wrap=False) - atoms.get_scaled_positions()
+    np.testing.assert_allclose(delta, np.round(delta), atol=1e-9)
+    frac = strained.get_scaled_positions(wrap=False)
+    assert frac.min() >= -1e-9 and frac.max() < 1.0 + 1e-9
+    assert atoms is not strained
+    np.testing.assert_allclose(atoms.cell[:], ideal_supercell("A_hP2_194_c").cell[:])
+
+
+def test_noise_standard_deviation():
+    rng = np.random.default_rng(6)
+    positions = rng.uniform(0, 10, size=(20000, 3))
+    sigma = 0.2
+    noisy, eps = add_noise(positions, sigma, rng)
+    displacement = noisy - positions
+    np.testing.assert_allclose(displacement, sigma * eps, atol=1e-12)
+    assert displacement.std() == pytest.approx(sigma, rel=0.02)
+    assert abs(displacement.mean()) < 0.005
+    assert eps.std() == pytest.approx(1.0, rel=0.02)
+    noisy0, _ = add_noise(positions, 0.0, rng)
+    np.testing.assert_array_equal(noisy0, positions)
+
+
+def test_default_sigma_max_is_fraction_of_fcc_nn():
+    sampler = SyntheticSampler(labels=["A_cF4_225_a"], seed=0)
+    fcc_nn = nearest_neighbour_distance(build_prototype("A_cF4_225_a", 15.0))
+    assert sampler.sigma_max == pytest.approx(0.13 * fcc_nn)
+    assert sampler.sigma_max == pytest.approx(0.36, abs=0.01)
+    assert SyntheticSampler(sigma_max=0.1).sigma_max == 0.1
+
+
+def _signature(samples):
+    return [(s.label_index[0], s.sigma, s.atoms.positions.copy()) for s in samples]
+
+
+def test_sampler_is_deterministic_per_seed():
+    a = _signature(SyntheticSampler(seed=11).sample(6))
+    b = _signature(SyntheticSampler(seed=11).sample(6))
+    c = _signature(SyntheticSampler(seed=12).sample(6))
+    for (la, sa, pa), (lb, sb, pb) in zip(a, b):
+        assert la == lb and sa == sb
+        np.testing.assert_array_equal(pa, pb)
+    assert any(
+        la != lc or sa != sc or pa.shape != pc.shape or not np.allclose(pa, pc)
+        for (la, sa, pa), (lc, sc, pc) in zip(a, c)
+    )
+
+
+def test_sample_contents_and_label_indices():
+    subset = ["A_cI58_217_ac2g", "A_hP2_194_c", "A_hR1_166_a"]
+    sampler = SyntheticSampler(labels=subset, seed=3)
+    samples = sampler.sample(12)
+    assert len(samples) == 12
+    for sample in samples:
+        assert isinstance(sample, Sample)
+        atoms = sample.atoms
+        assert atoms.pbc.all()
+        assert sample.label in subset
+        index = PROTOTYPE_LABELS.index(sample.label)
+        assert sample.label_index.shape == (len(atoms),)
+        assert np.all(sample.label_index == index)  # global index, not into the subset
+        assert 0.0 <= sample.sigma <= sampler.sigma_max
+        assert sample.clean_positions.shape == atoms.positions.shape
+        np.testing.assert_allclose(atoms.positions - sample.clean_positions,
+                                   sample.sigma * sample.eps, atol=1e-12)
+
+
+def test_clean_positions_are_the_strained_ideal_supercell():
+    sampler = SyntheticSampler(seed=5)
+    for sample in sampler.sample(8):
+        ideal = sampler.ideal(sample.label)
+        # Recover F from the cells: strained_cell = ideal_cell @ F.T.
+        F = np.linalg.solve(ideal.cell[:], sample.atoms.cell[:]).T
+        np.testing.assert_allclose(F, F.T, atol=1e-10)
+        expected = apply_strain(ideal, F).positions
+        np.testing.assert_allclose(sample.clean_positions, expected, atol=1e-8)
+
+
+def test_sampler_is_class_balanced():
+    subset = ["A_cF4_225_a", "A_cI2_229_a", "A_cP1_221_a"]
+    sampler = SyntheticSampler(labels=subset, seed=7)
+    counts = np.zeros(len(PROTOTYPE_LABELS), dtype=int)
+    for sample in sampler.sample(900):
+        counts[sample.label_index[0]] += 1
+    picked = counts[[PROTOTYPE_LABELS.index(label) for label in subset]]
+    assert picked.sum() == 900
+    assert np.all(np.abs(picked - 300) < 60)  # ~3.5 binomial standard deviations
+
+
+def test_sampler_rejects_unknown_label():
+    with pytest.raises(KeyError):
+        SyntheticSampler(labels=["A_zz"])
