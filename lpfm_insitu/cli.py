@@ -21,10 +21,16 @@ def _train(args) -> int:
         config.output = args.output
     if args.steps is not None:
         config.steps = args.steps
-    trainer = Trainer(config, progress=not args.quiet)
+    checkpoint = args.checkpoint
+    trainer = Trainer(config, progress=not args.quiet,
+                      checkpoint_path=checkpoint)
     if not args.restart and trainer.resume():
         print(f"resumed from {trainer.checkpoint_path} at step {trainer.step}", file=sys.stderr)
-    trainer.train()
+    if args.export:
+        if trainer.step == 0:
+            raise FileNotFoundError(f"no checkpoint at {trainer.checkpoint_path} to export")
+    else:
+        trainer.train()
     path = trainer.finish()
     print(f"wrote {path} after {trainer.step} steps ({trainer.elapsed:.0f} s of training)")
     return 0
@@ -53,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="model file to write (overrides the config)")
     p.add_argument("--steps", type=int, help="total optimisation steps (overrides the config)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--checkpoint", help="checkpoint file (default: OUTPUT with .checkpoint.pt)")
+    p.add_argument("--export", action="store_true",
+                   help="write a model file from the checkpoint as it is, without training")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
@@ -88,11 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands():
     """Subcommands that live beside the modules they drive."""
     registrars = []
-    for module_name in ("lpfm_insitu.plotting", "lpfm_insitu.offline_tracking",
-                        "lpfm_insitu.evaluation", "lpfm_insitu.bench"):
+    import importlib
+
+    for module_name in ("lpfm_insitu.offline_tracking", "lpfm_insitu.evaluation",
+                        "lpfm_insitu.bench"):
         try:
-            module = __import__(module_name, fromlist=["register_command"])
-        except ImportError:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:  # a missing dependency is an error, not an absence
+                raise
             continue
         if hasattr(module, "register_command"):
             registrars.append(module.register_command)

@@ -100,7 +100,8 @@ def training_losses(network, samples, score_weight: float):
 
 
 class Trainer:
-    def __init__(self, config: TrainingConfig, progress: bool = True):
+    def __init__(self, config: TrainingConfig, progress: bool = True,
+                 checkpoint_path: str | Path | None = None):
         from .prototypes import PROTOTYPE_LABELS
         from .synthetic import SyntheticSampler
 
@@ -122,16 +123,16 @@ class Trainer:
         self.step = 0
         self.log: list[dict[str, float]] = []
         self.elapsed = 0.0
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return Path(self.config.output).with_suffix(".checkpoint.pt")
+        self.checkpoint_path = Path(checkpoint_path or
+                                    Path(config.output).with_suffix(".checkpoint.pt"))
 
     def learning_rate(self, step: int) -> float:
         c = self.config
         frac = min(step / max(c.steps, 1), 1.0)  # cosine from the initial to the final rate
-        return c.final_learning_rate + 0.5 * (c.learning_rate - c.final_learning_rate) * (
-            1 + np.cos(np.pi * frac))
+        # a plain float: numpy scalars in the optimizer state would make the checkpoint
+        # unloadable with torch.load(weights_only=True)
+        return float(c.final_learning_rate + 0.5 * (c.learning_rate - c.final_learning_rate) * (
+            1 + np.cos(np.pi * frac)))
 
     def batch(self, step: int):
         self.sampler.rng = np.random.default_rng([self.config.seed, step])
@@ -144,6 +145,7 @@ class Trainer:
         state = {"step": self.step, "network": self.network.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "elapsed": self.elapsed,
                  "log": json.dumps(self.log), "config": json.dumps(asdict(self.config))}
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(self.checkpoint_path)
@@ -153,7 +155,7 @@ class Trainer:
             return False
         state = torch.load(self.checkpoint_path, weights_only=True)
         saved = json.loads(state["config"])
-        mismatched = {k for k in ("backbone", "decoder", "phases", "seed")
+        mismatched = {k for k in ("backbone", "decoder", "phases", "seed", "target_atoms")
                       if saved.get(k) != asdict(self.config).get(k)}
         if mismatched:
             raise ValueError(f"checkpoint {self.checkpoint_path} was made with other settings "
@@ -183,10 +185,10 @@ class Trainer:
             self.optimizer.step()
             self.step += 1
             self.elapsed += time.perf_counter() - t0
-            self.log.append({"step": self.step, "ce": float(ce), "sm": float(sm),
+            self.log.append({"step": self.step, "ce": ce.item(), "sm": sm.item(),
                              "elapsed": self.elapsed})
             bar.update(1)
-            bar.set_postfix(ce=f"{float(ce):.3f}", sm=f"{float(sm):.3f}")
+            bar.set_postfix(ce=f"{ce.item():.3f}", sm=f"{sm.item():.3f}")
             if self.step % self.config.checkpoint_every == 0 or self.step == until:
                 self.save_checkpoint()
         bar.close()

@@ -1,0 +1,180 @@
+"""The network and the inference core: score, symmetries, chunking, precision, errors."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+from lpfm_insitu.constants import UNKNOWN_PHASE
+from lpfm_insitu.graph import periodic_graph
+from lpfm_insitu.inference import PhaseModel
+from lpfm_insitu.model import ModelSpec, build_network
+
+SMALL = {"channels": 8, "correlation": 2, "max_ell": 2, "num_interactions": 2, "r_max": 4.6}
+PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c")
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    torch.manual_seed(0)
+    spec = ModelSpec(phases=PHASES, backbone=SMALL)
+    return PhaseModel(build_network(spec), PHASES)
+
+
+def _rattled_fcc(seed=0, repeat=3, sigma=0.1):
+    atoms = bulk("Cu", "fcc", a=(4 * 15.0) ** (1 / 3), cubic=True).repeat(repeat)
+    atoms.positions += np.random.default_rng(seed).normal(0, sigma, atoms.positions.shape)
+    return atoms
+
+
+def _log_density(network, positions, graph):
+    pos = torch.tensor(positions, dtype=torch.float64, requires_grad=True)
+    logits = network(pos, torch.as_tensor(graph.edge_index),
+                     torch.tensor(graph.shifts, dtype=torch.float64))
+    return torch.logsumexp(logits, dim=1).sum(), pos
+
+
+def test_score_is_the_gradient_of_log_density(small_model):
+    network = small_model.network.double()
+    try:
+        atoms = _rattled_fcc(repeat=2)
+        graph = periodic_graph(atoms.positions, atoms.cell, True, small_model.cutoff)
+        log_p, pos = _log_density(network, atoms.positions, graph)
+        (score,) = torch.autograd.grad(log_p, pos)
+        h = 1e-5
+        rng = np.random.default_rng(1)
+        for atom in rng.choice(len(atoms), 4, replace=False):
+            for axis in range(3):
+                plus, minus = atoms.positions.copy(), atoms.positions.copy()
+                plus[atom, axis] += h
+                minus[atom, axis] -= h
+                numeric = (_log_density(network, plus, graph)[0] -
+                           _log_density(network, minus, graph)[0]).item() / (2 * h)
+                assert score[atom, axis].item() == pytest.approx(numeric, rel=1e-5, abs=1e-7)
+    finally:
+        network.float()
+
+
+def test_logits_invariant_and_score_equivariant_under_rotation_and_translation(small_model):
+    atoms = _rattled_fcc()
+    ref = small_model.classify_atoms(atoms, denoise_steps=1)
+    rotation = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(3),
+                                           dtype=torch.float64))[0].numpy()
+    moved = atoms.copy()
+    moved.set_cell(atoms.cell @ rotation.T, scale_atoms=False)
+    moved.positions = atoms.positions @ rotation.T + np.array([0.7, -1.3, 2.1])
+    out = small_model.classify_atoms(moved, denoise_steps=1)
+    np.testing.assert_allclose(out.logits, ref.logits, atol=2e-4)
+    # one denoising step moves atoms along the score: it must rotate with the crystal
+    np.testing.assert_allclose(out.displacement, ref.displacement @ rotation.T, atol=2e-5)
+    assert np.abs(ref.displacement).max() > 1e-4
+
+
+class ImageHalo:
+    """Ghosts that are periodic images of owned atoms, all in one process."""
+
+    def __init__(self, owner_of):
+        self.owner_of = owner_of
+        self.n_local = int(owner_of.max()) + 1
+
+    def forward(self, local_values):
+        return local_values[self.owner_of]
+
+    def reverse(self, all_values):
+        out = np.zeros((self.n_local,) + all_values.shape[1:])
+        np.add.at(out, self.owner_of, all_values)
+        return out
+
+
+def _with_ghost_images(atoms, reach):
+    """Owned atoms first, then every periodic image within ``reach`` of the cell."""
+    cell = np.asarray(atoms.cell)
+    shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)
+                       if (i, j, k) != (0, 0, 0)]) @ cell
+    lo, hi = atoms.positions.min(axis=0) - reach, atoms.positions.max(axis=0) + reach
+    positions, owners = [atoms.positions], [np.arange(len(atoms))]
+    for shift in shifts:
+        images = atoms.positions + shift
+        keep = np.all((images > lo) & (images < hi), axis=1)
+        positions.append(images[keep])
+        owners.append(np.flatnonzero(keep))
+    return np.concatenate(positions), np.concatenate(owners)
+
+
+@pytest.mark.parametrize("max_atoms_per_chunk", [None, 50])
+def test_subdomain_with_ghost_images_matches_periodic_cell(small_model, max_atoms_per_chunk):
+    atoms = _rattled_fcc(repeat=4)
+    scale = PhaseModel.length_scale(atomic_volume=atoms.get_volume() / len(atoms))
+    whole = small_model.classify_atoms(atoms, denoise_steps=2)
+    positions, owners = _with_ghost_images(atoms, small_model.receptive_field(scale) + 0.5)
+    sub = small_model.classify_subdomain(positions, len(atoms), scale, ImageHalo(owners),
+                                         denoise_steps=2, max_atoms_per_chunk=max_atoms_per_chunk)
+    assert len(positions) > 2 * len(atoms)
+    np.testing.assert_array_equal(sub.labels, whole.labels)
+    np.testing.assert_allclose(sub.logits, whole.logits, atol=1e-4)
+    np.testing.assert_allclose(sub.displacement, whole.displacement, atol=1e-6)
+
+
+def test_bf16_on_cpu_runs_and_agrees_roughly(small_model):
+    atoms = _rattled_fcc()
+    fp32 = small_model.classify_atoms(atoms)
+    small_model.to("cpu", "bf16")
+    try:
+        bf16 = small_model.classify_atoms(atoms)
+    finally:
+        small_model.to("cpu", "fp32")
+    assert np.corrcoef(fp32.logits.ravel(), bf16.logits.ravel())[0, 1] > 0.99
+
+
+def test_candidates_restrict_labels(small_model):
+    atoms = _rattled_fcc()
+    result = small_model.classify_atoms(atoms, candidates=["A_cI2_229_a"])
+    assert set(result.labels) == {PHASES.index("A_cI2_229_a")}
+
+
+def test_threshold_marks_unknown(small_model):
+    atoms = _rattled_fcc()
+    result = small_model.classify_atoms(atoms)
+    small_model.confidence_threshold = float(np.median(result.confidence))
+    try:
+        again = small_model.classify_atoms(atoms)
+    finally:
+        small_model.confidence_threshold = -np.inf
+    unknown = again.labels == UNKNOWN_PHASE
+    assert 0 < unknown.sum() < len(atoms)
+    np.testing.assert_array_equal(unknown, result.confidence < np.median(result.confidence))
+    assert again.fractions()["unknown"] == pytest.approx(unknown.mean())
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.positions.__setitem__((0, 0), np.nan), "non-finite positions"),
+    (lambda a: a.set_pbc(False), "nn_distance"),
+])
+def test_bad_atoms_get_clear_errors(small_model, change, message):
+    atoms = _rattled_fcc()
+    change(atoms)
+    with pytest.raises(ValueError, match=message):
+        small_model.classify_atoms(atoms)
+
+
+def test_bad_options_get_clear_errors(small_model):
+    atoms = _rattled_fcc()
+    with pytest.raises(ValueError, match="not in this model's phases"):
+        small_model.classify_atoms(atoms, candidates=["A_cF4_225_a", "B_nonsense"])
+    with pytest.raises(ValueError, match="denoise_steps"):
+        small_model.classify_atoms(atoms, denoise_steps=-1)
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        small_model.to("cpu", "fp16")
+    with pytest.raises(ValueError, match="nn_distance must be positive"):
+        small_model.classify_atoms(atoms, nn_distance=0.0)
+
+
+def test_open_subdomain_without_ghosts_matches_isolated_cluster(small_model):
+    # an open cluster evaluated with nn_distance: no periodic images may leak in
+    atoms = _rattled_fcc(repeat=2)
+    atoms.pbc = False
+    result = small_model.classify_atoms(atoms, nn_distance=(np.sqrt(2) * 15.0) ** (1 / 3))
+    far = atoms.copy()
+    far.positions += 100.0
+    again = small_model.classify_atoms(far, nn_distance=(np.sqrt(2) * 15.0) ** (1 / 3))
+    np.testing.assert_allclose(result.logits, again.logits, atol=1e-4)

@@ -1,0 +1,129 @@
+"""Model files: round trip, safety, clear refusals, and the frozen-MACE backbone."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from safetensors.torch import save_file
+
+from lpfm_insitu.inference import PhaseModel
+from lpfm_insitu.model import ModelSpec, build_network
+from lpfm_insitu.modelfile import (ModelFileError, load_model, read_header, save_model,
+                                   spec_for_mace_file)
+
+PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c")
+SMALL = {"channels": 8, "correlation": 2, "max_ell": 2, "num_interactions": 2, "r_max": 4.6}
+
+
+def _atoms():
+    atoms = bulk("Cu", "fcc", a=(4 * 15.0) ** (1 / 3), cubic=True).repeat(2)
+    atoms.positions += np.random.default_rng(0).normal(0, 0.1, atoms.positions.shape)
+    return atoms
+
+
+def _small_mace_mp_like():
+    """A two-element ScaleShiftMACE (MACE-MP's class) with vector channels, made locally."""
+    from e3nn import o3
+    from mace import modules
+
+    return modules.ScaleShiftMACE(
+        r_max=4.5, num_bessel=6, num_polynomial_cutoff=5, max_ell=2,
+        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        interaction_cls_first=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps("8x0e+8x1o"),
+        MLP_irreps=o3.Irreps("8x0e"), atomic_energies=np.zeros(2), avg_num_neighbors=12.0,
+        atomic_numbers=[1, 29], correlation=2, gate=torch.nn.functional.silu,
+        atomic_inter_scale=1.0, atomic_inter_shift=0.0)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(1)
+    spec = ModelSpec(phases=PHASES, backbone=SMALL)
+    model = PhaseModel(build_network(spec), PHASES, confidence_threshold=-1.5,
+                       metadata={"name": "t"})
+    path = save_model(tmp_path / "m.safetensors", model, spec, training={"steps": 3})
+    return model, path
+
+
+def test_round_trip_keeps_answers_and_metadata(saved):
+    model, path = saved
+    loaded = load_model(path)
+    assert loaded.phases == PHASES
+    assert loaded.confidence_threshold == -1.5
+    assert loaded.metadata["training"] == {"steps": 3}
+    np.testing.assert_array_equal(loaded.classify_atoms(_atoms()).logits,
+                                  model.classify_atoms(_atoms()).logits)
+
+
+def test_file_is_plain_safetensors_with_header(saved):
+    _, path = saved
+    header = read_header(path)
+    assert header["format"] == "lpfm-model"
+    assert json.loads(header["spec"])["phases"] == list(PHASES)
+    assert not path.read_bytes().startswith(b"PK")  # not a zip/pickle
+
+
+def test_pickle_file_is_refused_without_unpickling(tmp_path):
+    path = tmp_path / "evil.safetensors"
+    torch.save({"x": 1}, path)  # a pickled file under a model name
+    with pytest.raises(ModelFileError, match="not a readable safetensors file"):
+        load_model(path)
+
+
+def test_foreign_safetensors_is_refused(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": "pt"})
+    with pytest.raises(ModelFileError, match="not an LPFM model"):
+        load_model(path)
+
+
+def test_newer_format_is_refused_with_upgrade_hint(saved, tmp_path):
+    model, _ = saved
+    path = tmp_path / "new.safetensors"
+    state = {k: v.contiguous() for k, v in model.network.state_dict().items()}
+    header = read_header(saved[1])
+    header["format_version"] = "99"
+    save_file(state, str(path), metadata=header)
+    with pytest.raises(ModelFileError, match="upgrade lpfm_insitu"):
+        load_model(path)
+
+
+def test_weights_that_do_not_match_the_header_are_refused(saved, tmp_path):
+    model, _ = saved
+    header = read_header(saved[1])
+    state = {k: v.contiguous() for k, v in model.network.state_dict().items()}
+    state.pop(next(iter(state)))
+    path = tmp_path / "broken.safetensors"
+    save_file(state, str(path), metadata=header)
+    with pytest.raises(ModelFileError, match="missing weights"):
+        load_model(path)
+
+
+def test_missing_and_unknown_names(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        load_model(tmp_path / "nothing.safetensors")
+    with pytest.raises(ModelFileError, match="no shipped model named 'nonexistent'"):
+        load_model("nonexistent")
+
+
+def test_frozen_mace_file_backbone_round_trip(tmp_path):
+    torch.manual_seed(2)
+    mace = _small_mace_mp_like()
+    # a MACE model file in MACE's own format: a pickled module, as MACE-MP ships
+    mace_path = tmp_path / "mace.model"
+    torch.save(mace, mace_path)
+    spec, featurizer = spec_for_mace_file(mace_path, PHASES, element=29)
+    assert spec.element_index == 1
+    network = build_network(spec, mace=featurizer)
+    assert all(not p.requires_grad for p in network.mace.parameters())
+    assert any(p.requires_grad for p in network.decoder.parameters())
+    model = PhaseModel(network, PHASES)
+    path = save_model(tmp_path / "frozen.safetensors", model, spec)
+    loaded = load_model(path)  # rebuilt from the header: nothing unpickled
+    np.testing.assert_allclose(loaded.classify_atoms(_atoms()).logits,
+                               model.classify_atoms(_atoms()).logits, atol=1e-6)
+    with pytest.raises(ModelFileError, match="not embedded"):
+        spec_for_mace_file(mace_path, PHASES, element=26)
