@@ -32,7 +32,8 @@ def test_a_tiny_training_run_lowers_both_losses(tmp_path):
     # A few structures seen again and again: what a tiny run can show is that the loop,
     # the losses and their gradients drive both terms down.
     torch.set_num_threads(1)
-    trainer = Trainer(_config(tmp_path, steps=40), progress=False)
+    trainer = Trainer(_config(tmp_path, steps=40, score_weight=1.0, learning_rate=2e-2),
+                      progress=False)
     fixed = trainer.batch(0) + trainer.batch(1)
     trainer.batch = lambda step: fixed
     ce0, sm0 = _losses(trainer, fixed)
