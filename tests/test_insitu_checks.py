@@ -1,0 +1,91 @@
+"""In-situ checks driven from Python under `mpirun -np 3` (tests/mpi_scripts/insitu_checks.py):
+halo exchange, configuration errors, ranks without atoms, atom-type selection, hooks."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import MPI_SCRIPTS
+
+sys.path.insert(0, str(MPI_SCRIPTS))
+from insitu_common import decided, make_tiny_model  # noqa: E402
+
+pytestmark = [pytest.mark.mpi, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory):
+    from lpfm_insitu.lammps.launch import lammps_environment, mpirun_prefix
+
+    base = tmp_path_factory.mktemp("checks")
+    model = make_tiny_model(base / "tiny.safetensors")
+    cmd = mpirun_prefix(3) + [sys.executable, str(MPI_SCRIPTS / "insitu_checks.py"), str(model),
+                              str(base)]
+    result = subprocess.run(cmd, env=lammps_environment(), capture_output=True, text=True,
+                            timeout=420)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0 and "ALL OK" in result.stdout, out[-5000:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from lpfm_insitu.modelfile import load_model
+
+        loaded = load_model(model)
+    return dict(out=result.stdout, dir=base, model=loaded)
+
+
+def test_configuration_errors_name_the_fix(checks):
+    # each line is asserted inside the script on every rank; here: all were reached
+    for what in ("unknown model", "unknown OP phase", "fp16 on the CPU", "missing fix",
+                 "missing column", "wrong d2 width", "missing displacement column",
+                 "type not in system", "ghost cutoff too small", "every mismatch",
+                 "halo exchange and coverage check", "max_atoms_per_chunk gives the same answers",
+                 "triclinic box"):
+        assert f"ok  {what}" in checks["out"], what
+
+
+def _reference(model, data, keep, denoise_steps=0, nn_distance=None):
+    from ase import Atoms
+
+    lo, hi = data["box_lo"], data["box_hi"]
+    xy, xz, yz = data["tilts"]
+    lx, ly, lz = hi - lo
+    cell = np.array([[lx, 0, 0], [xy, ly, 0], [xz, yz, lz]])
+    atoms = Atoms(f"Cu{keep.sum()}", positions=data["positions"][keep] - lo, cell=cell, pbc=True)
+    atoms.wrap()
+    return model.classify_atoms(atoms, denoise_steps=denoise_steps, nn_distance=nn_distance)
+
+
+def _assert_equal(model, data, ref):
+    ok = decided(ref, model.confidence_threshold)
+    assert ok.mean() > 0.98
+    np.testing.assert_array_equal(data["labels"][ok], ref.labels[ok])
+    scale = np.abs(ref.logits).max()
+    np.testing.assert_allclose(data["ops"], ref.logits, rtol=0, atol=1e-4 * scale)
+    np.testing.assert_allclose(data["disp"], ref.displacement, rtol=0,
+                               atol=1e-4 * max(np.abs(ref.displacement).max(), 1e-12))
+
+
+def test_ranks_without_atoms_give_the_single_process_answer(checks):
+    data = dict(np.load(checks["dir"] / "slab.npz"))
+    assert list(data["n_local_per_rank"][1:]) == [0, 0]
+    ref = _reference(checks["model"], data, np.ones(len(data["ids"]), bool), denoise_steps=2,
+                     nn_distance=3.615 / np.sqrt(2))
+    _assert_equal(checks["model"], data, ref)
+    assert np.abs(data["disp"]).max() > 1e-3
+
+
+def test_types_selects_the_atoms_that_form_the_crystal(checks):
+    data = dict(np.load(checks["dir"] / "types.npz"))
+    assert set(np.unique(data["types"])) == {1}  # hooks see classified atoms only
+    ref = _reference(checks["model"], data, np.ones(len(data["ids"]), bool))
+    _assert_equal(checks["model"], data, ref)
+
+
+def test_triclinic_box(checks):
+    data = dict(np.load(checks["dir"] / "triclinic.npz"))
+    assert np.abs(data["tilts"]).max() > 1.0
+    ref = _reference(checks["model"], data, np.ones(len(data["ids"]), bool), denoise_steps=1)
+    _assert_equal(checks["model"], data, ref)
