@@ -120,6 +120,27 @@ class PhaseDecoder(torch.nn.Module):
         return self.mlp(features)
 
 
+def keep_in_fp32(module: torch.nn.Module) -> None:
+    """Run ``module`` outside autocast, on fp32 inputs.
+
+    MACE's symmetric contraction multiplies activations with its own fp32 weights in a
+    ``tensordot`` that autocast does not cover; under bf16/fp16 autocast the two dtypes
+    meet and torch refuses. Keeping this one block in fp32 lets the rest run in half
+    precision; in fp32 runs it changes nothing.
+    """
+    original = module.forward
+
+    def up(value):
+        return value.float() if torch.is_tensor(value) and value.is_floating_point() else value
+
+    def forward(*args, **kwargs):
+        device_type = "cuda" if any(torch.is_tensor(a) and a.is_cuda for a in args) else "cpu"
+        with torch.autocast(device_type=device_type, enabled=False):
+            return original(*[up(a) for a in args], **{k: up(v) for k, v in kwargs.items()})
+
+    module.forward = forward
+
+
 class LPFMNetwork(torch.nn.Module):
     """MACE featurizer + phase decoder, evaluated on an explicit graph."""
 
@@ -132,6 +153,11 @@ class LPFMNetwork(torch.nn.Module):
         self.n_elements = len(mace.atomic_numbers)
         self.element_index = element_index
         self.freeze_backbone = freeze_backbone
+        from mace.modules.symmetric_contraction import SymmetricContraction
+
+        for module in self.mace.modules():
+            if isinstance(module, SymmetricContraction):
+                keep_in_fp32(module)
         if freeze_backbone:
             for p in self.mace.parameters():
                 p.requires_grad_(False)

@@ -178,3 +178,15 @@ def test_open_subdomain_without_ghosts_matches_isolated_cluster(small_model):
     far.positions += 100.0
     again = small_model.classify_atoms(far, nn_distance=(np.sqrt(2) * 15.0) ** (1 / 3))
     np.testing.assert_allclose(result.logits, again.logits, atol=1e-4)
+
+
+def test_bf16_runs_with_the_shipped_correlation_3_model():
+    # MACE's symmetric contraction (correlation 3) refused bf16 autocast on the CPU
+    from lpfm_insitu import load_model
+
+    model = load_model("default")
+    atoms = _rattled_fcc(repeat=3)
+    fp32 = model.classify_atoms(atoms, denoise_steps=1)
+    bf16 = load_model("default", precision="bf16").classify_atoms(atoms, denoise_steps=1)
+    assert (fp32.labels == bf16.labels).mean() > 0.95
+    assert np.abs(fp32.logits - bf16.logits).max() < 1.0
