@@ -131,7 +131,8 @@ def keep_in_fp32(module: torch.nn.Module) -> None:
     original = module.forward
 
     def up(value):
-        return value.float() if torch.is_tensor(value) and value.is_floating_point() else value
+        half = torch.is_tensor(value) and value.dtype in (torch.float16, torch.bfloat16)
+        return value.float() if half else value
 
     def forward(*args, **kwargs):
         device_type = "cuda" if any(torch.is_tensor(a) and a.is_cuda for a in args) else "cpu"
