@@ -1,0 +1,152 @@
+"""Running the sections and writing results.json, the figures and README.md."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import SECTIONS
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def command_line(args) -> str:
+    parts = ["lpfm", "eval", "--model", str(args.model), "--output", str(args.output)]
+    if args.cache:
+        parts += ["--cache", str(args.cache)]
+    for flag, value, default in (("--threads", args.threads, 2), ("--ranks", args.ranks, 2),
+                                 ("--md-frames", args.md_frames, 2)):
+        if value != default:
+            parts += [flag, str(value)]
+    return " ".join(parts)  # every section; --sections only reruns a subset
+
+
+def _portable(path: Path) -> str:
+    """A path a reader of the report can use: relative to the package's parent if inside it."""
+    import lpfm_insitu
+
+    root = Path(lpfm_insitu.__file__).resolve().parent.parent
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return path.name
+
+
+def model_identity(model, name: str) -> dict:
+    path = Path(model.metadata.get("path", name))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "?"
+    training = model.metadata.get("training", {}) or {}
+    losses = training.get("final_losses") or {}
+    return {"name": str(model.metadata.get("name", name)), "argument": name,
+            "path": _portable(path),
+            "sha256": digest, "n_phases": len(model.phases),
+            "confidence_threshold": model.confidence_threshold,
+            "steps_done": training.get("steps_done"),
+            "training_seconds": training.get("training_seconds"),
+            "final_losses": {k: round(v, 4) for k, v in losses.items()
+                             if k in ("ce", "sm") and isinstance(v, (int, float))},
+            "step_size": model.step_size, "max_step": model.max_step,
+            "note": {k: v for k, v in model.metadata.items()
+                     if k not in ("path", "training", "package_version", "name")},
+            "modified": datetime.datetime.fromtimestamp(path.stat().st_mtime).isoformat(
+                timespec="seconds") if path.is_file() else None}
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def run_evaluation(args) -> int:
+    import torch
+
+    from .. import __version__
+    from ..modelfile import load_model
+    from .cost import load_average
+
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = {}
+    if set(sections) != set(SECTIONS) and results_path.is_file():
+        results = json.loads(results_path.read_text())
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    identity = model_identity(model, args.model)
+    previous = results.get("meta", {}).get("model", {}).get("sha256")
+    if previous and previous != identity["sha256"]:
+        _log("note: results.json was made with another model; dropping its sections")
+        results = {}
+    wall = dict(results.get("meta", {}).get("section_wall_s", {}))
+    start_all = time.time()
+    load_start = load_average()
+    for section in sections:
+        start = time.time()
+        _log(f"[lpfm eval] {section}")
+        if section == "synthetic":
+            from .synthetic_eval import plot_synthetic, run_synthetic
+
+            results["synthetic"] = run_synthetic(model, log=_log)
+            plot_synthetic(results["synthetic"], out / "synthetic_accuracy.png")
+        elif section == "physics":
+            from .physics import plot_msd, plot_paths, run_physics
+
+            results["physics"] = run_physics(model, log=_log)
+            plot_paths(results["physics"], model.phases, out / "paths.png")
+            plot_msd(results["physics"], out / "logit_vs_msd.png")
+        elif section == "md":
+            from .md_eval import plot_confidence, plot_md, run_md
+            from .md_snapshots import DEFAULT_CACHE
+
+            results["md"], _ = run_md(model, cache=args.cache or DEFAULT_CACHE,
+                                      max_frames=args.md_frames, n_ranks=args.ranks, log=_log)
+            plot_md(results["md"], out / "md_accuracy.png")
+            plot_confidence(results["md"], out / "md_confidence.png")
+        elif section == "cost":
+            from .cost import run_cost
+
+            results["cost"] = run_cost(model, threads=max(args.threads, 2), log=_log)
+        wall[section] = time.time() - start
+        _log(f"[lpfm eval] {section} done in {wall[section]:.0f} s")
+    if not sections and "meta" in results:  # --sections "": re-render the report only
+        results["meta"]["model"] = identity
+        return _write(results, out, results_path, start_all)
+    results["meta"] = {
+        "command": command_line(args),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "model": identity, "package_version": __version__, "torch_version": torch.__version__,
+        "threads": args.threads, "cpu_count": os.cpu_count(), "load_average_start": load_start,
+        "section_wall_s": wall, "this_run_wall_s": time.time() - start_all,
+        "sections_this_run": sections,
+    }
+    return _write(results, out, results_path, start_all)
+
+
+def _write(results, out, results_path, start_all) -> int:
+    results_path.write_text(json.dumps(_jsonable(results), indent=1))
+    from .report import render
+
+    (out / "README.md").write_text(render(_jsonable(results), out))
+    _log(f"[lpfm eval] wrote {out / 'README.md'} and {results_path} "
+         f"({time.time() - start_all:.0f} s)")
+    return 0

@@ -1,0 +1,90 @@
+"""Scoring helpers: labels from logits, accuracy, and the liquid-calibrated threshold.
+
+Labels are handled as strings (AFLOW labels, or ``UNKNOWN`` / another non-crystal name)
+so that LPFM, PTM and CNA answers compare directly.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+UNKNOWN = "unknown"
+
+
+def labels_from_logits(logits: np.ndarray, phases: Sequence[str], threshold: float = -np.inf,
+                       candidates: Sequence[str] | None = None) -> np.ndarray:
+    """Per-atom label names: argmax over the candidates, ``unknown`` below ``threshold``."""
+    logits = np.asarray(logits, dtype=float)
+    phases = list(phases)
+    cand = (np.arange(len(phases)) if candidates is None
+            else np.array([phases.index(c) for c in candidates]))
+    sub = logits[:, cand]
+    best = np.argmax(sub, axis=1)
+    confidence = sub[np.arange(len(sub)), best]
+    names = np.array(phases, dtype=object)[cand[best]]
+    names[confidence < threshold] = UNKNOWN
+    return names.astype(str)
+
+
+def confidence_of(logits: np.ndarray, phases: Sequence[str],
+                  candidates: Sequence[str] | None = None) -> np.ndarray:
+    """The model's confidence: the largest logit over the candidate phases."""
+    logits = np.asarray(logits, dtype=float)
+    if candidates is not None:
+        logits = logits[:, [list(phases).index(c) for c in candidates]]
+    return logits.max(axis=1)
+
+
+def accuracy(predicted: Sequence[str], true_label: str | Sequence[str]) -> float:
+    """Fraction of atoms whose predicted label equals the true one (unknown counts wrong)."""
+    predicted = np.asarray(predicted, dtype=str)
+    if predicted.size == 0:
+        return float("nan")
+    return float(np.mean(predicted == np.asarray(true_label, dtype=str)))
+
+
+def crystalline_fraction(predicted: Sequence[str], crystal_labels: Sequence[str]) -> float:
+    """Fraction of atoms given any crystalline prototype label (liquid: should be small)."""
+    predicted = np.asarray(predicted, dtype=str)
+    if predicted.size == 0:
+        return float("nan")
+    return float(np.isin(predicted, list(crystal_labels)).mean())
+
+
+def label_breakdown(predicted: Sequence[str], top: int = 3) -> list[tuple[str, float]]:
+    """The ``top`` most frequent labels with their fractions."""
+    values, counts = np.unique(np.asarray(predicted, dtype=str), return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:top]
+    n = counts.sum()
+    return [(str(values[k]), float(counts[k] / n)) for k in order]
+
+
+def rejection_threshold(confidences, quantile: float) -> float:
+    """Smallest threshold that puts at least ``quantile`` of these atoms below it.
+
+    Atoms with ``confidence < threshold`` are labelled unknown, so the returned value is
+    just above the ``ceil(quantile * n)``-th smallest confidence.
+    """
+    values = np.sort(np.concatenate([np.ravel(c) for c in np.atleast_1d(confidences)])
+                     if isinstance(confidences, (list, tuple)) else np.ravel(confidences))
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+    if values.size == 0:
+        raise ValueError("no confidences to calibrate on")
+    k = int(np.ceil(quantile * values.size - 1e-9))
+    return float(np.nextafter(values[max(k, 1) - 1], np.inf))
+
+
+def calibrate_on_liquid(model, liquid_atoms, quantile: float = 0.95, denoise_steps: int = 0,
+                        candidates: Sequence[str] | None = None) -> float:
+    """Threshold that labels ``quantile`` of the liquid's atoms unknown after ``denoise_steps``.
+
+    ``liquid_atoms``: one ``ase.Atoms`` or a list of them (e.g. several MD frames). Use the
+    result as ``model.confidence_threshold`` to recalibrate a model on a real liquid.
+    """
+    frames = [liquid_atoms] if hasattr(liquid_atoms, "positions") else list(liquid_atoms)
+    confidences = [model.classify_atoms(atoms, denoise_steps=denoise_steps,
+                                        candidates=candidates).confidence for atoms in frames]
+    return rejection_threshold(confidences, quantile)
