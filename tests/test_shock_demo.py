@@ -1,0 +1,86 @@
+"""The shortened shock demo (``lpfm demo --quick``) on 2 MPI ranks with the shipped model.
+
+BCC Fe (2,560 atoms, Fe_mm.eam.fs, as in ``in.shock_md``) is shocked along [001] by a
+momentum mirror for 1 ps while the model classifies it every 100 steps. The run must
+detect the transformation behind the shock front on the fly: the HCP (A_hP2_194_c)
+fraction rises from zero, next to the wall; the parent BCC fraction falls; a checkpoint
+trigger fires on the new phase (snapshot from the hook, LAMMPS restart from the input
+loop); the plots are drawn.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.mpi
+
+HCP, BCC, FCC = "A_hP2_194_c", "A_cI2_229_a", "A_cF4_225_a"
+N_ATOMS = 2560
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    from lpfm_insitu.demo import run_demo
+
+    workdir = tmp_path_factory.mktemp("demo")
+    start = time.perf_counter()
+    code = run_demo(n_ranks=2, workdir=workdir, quick=True, timeout=900)
+    assert code == 0, f"lpfm demo --quick failed; see {workdir}/log.lammps"
+    return workdir, time.perf_counter() - start
+
+
+def test_quick_demo_detects_the_transformation_and_checkpoints(quick_demo):
+    from lpfm_insitu.snapshot import read_snapshot
+    from lpfm_insitu.timeseries import read_time_series
+
+    workdir, seconds = quick_demo
+    data = read_time_series(workdir / "track.h5")
+    phases = data["phases"]
+    fr = np.asarray(data["fractions"])
+    assert data["step"].tolist() == list(range(100, 1001, 100))
+    np.testing.assert_allclose(fr.sum(axis=1), 1.0, atol=1e-12)
+    assert (data["n_atoms"] == N_ATOMS).all()
+    hcp, bcc = fr[:, phases.index(HCP)], fr[:, phases.index(BCC)]
+    # the new phase appears behind the front: from nothing to a good part of the sample
+    assert hcp[0] < 0.01 and hcp[-1] > hcp[0] + 0.1, hcp
+    # the parent phase gives way
+    assert bcc[-1] < bcc[0] - 0.2, bcc
+    # ... and the profile puts the new phase next to the wall (the shocked end, low z)
+    prof = np.asarray(data["profile"][-1])
+    filled = np.flatnonzero(prof.sum(axis=1) > 0)
+    low, high = filled[: len(filled) // 3], filled[-len(filled) // 3:]
+    assert prof[low, phases.index(HCP)].mean() > prof[high, phases.index(HCP)].mean() + 0.2
+
+    trig = data["triggers"]
+    assert len(trig["step"]) >= 1
+    appear = [k for k, d in enumerate(trig["description"]) if f"appear:{HCP}>" in d]
+    assert appear, trig["description"]
+    k = appear[0]
+    step = int(trig["step"][k])
+    # it fired at the first classification where the rule held and no cooldown blocked it
+    row = data["step"].tolist().index(step)
+    assert hcp[row] > 0.05
+    snapshot, restart = trig["files"][k]
+    assert (workdir / restart).is_file(), "the input loop did not write the LAMMPS restart"
+    snap = read_snapshot(workdir / snapshot)
+    assert snap["step"] == step and len(snap["ids"]) == N_ATOMS
+    np.testing.assert_array_equal(np.bincount(np.where(snap["labels"] < 0, len(phases) - 1,
+                                                       snap["labels"]),
+                                              minlength=len(phases)), data["counts"][row])
+    log = (workdir / "log.lammps").read_text()
+    assert f"lpfm_insitu: step {step}: checkpoint for " in log
+    assert f"Fix halt condition for fix-id lpfm_halt met on step {step}" in log
+
+    for name in ("track_fractions.png", "track_profile_fractions.png",
+                 "track_profile_dominant.png"):
+        assert (workdir / "plots" / name).stat().st_size > 10_000
+    header = [line for line in (workdir / "shock.dump").read_text().splitlines()
+              if line.startswith("ITEM: ATOMS")][0]
+    assert "i_lpfm_phase d_lpfm_conf d2_lpfm_op[1] d2_lpfm_op[2] d2_lpfm_op[3] d2_lpfm_op[4]" \
+        in header
+    print(f"quick demo: {seconds:.0f} s; hcp {hcp[0]:.3f} -> {hcp[-1]:.3f}, bcc {bcc[0]:.3f} "
+          f"-> {bcc[-1]:.3f}, fcc -> {fr[-1, phases.index(FCC)]:.3f}; checkpoints at "
+          f"{trig['step'].tolist()}")
