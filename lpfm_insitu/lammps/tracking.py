@@ -6,11 +6,10 @@ Input-script interface (LAMMPS with the PYTHON package; every line is needed)::
     python   lpfm_invoke here """
     from lpfm_insitu.lammps import configure
     from lpfm_insitu.lammps.tracking import track
-    lpfm_invoke = configure(model="default", every=50,
-                            candidates=["A_hP2_194_c", "A_hP3_191_ad", "A_cI2_229_a", "A_cF4_225_a"],
-                            ops=["A_hP2_194_c", "A_hP3_191_ad", "A_cI2_229_a", "A_cF4_225_a"])
+    phases = ["A_cI2_229_a", "A_hP2_194_c", "A_cF4_225_a", "A_hP3_191_ad"]  # bcc hcp fcc omega
+    lpfm_invoke = configure(model="default", every=50, candidates=phases, ops=phases)
     track(lpfm_invoke, h5="track.h5", profile_axis="z", profile_bins=40,
-          triggers="appear:A_hP3_191_ad>0.05, change:A_hP2_194_c>0.1",
+          triggers="appear:A_hP2_194_c>0.05, change:A_cI2_229_a>0.2",
           cooldown=1000, max_checkpoints=3, snapshot_dir="checkpoints")
     """
     python   lpfm_variables input 1 SELF format p exists
@@ -18,7 +17,7 @@ Input-script interface (LAMMPS with the PYTHON package; every line is needed)::
     fix      lpfm_run all python/invoke 50 end_of_step lpfm_invoke
     fix      lpfm_halt all halt 50 v_lpfm_checkpoint > 0 error continue   # AFTER lpfm_run
     thermo   50                              # a multiple of every: see "Variables"
-    thermo_style custom step temp pzz v_lpfm_frac_A_hP2_194_c v_lpfm_frac_A_hP3_191_ad v_lpfm_conf_mean
+    thermo_style custom step temp v_lpfm_frac_A_cI2_229_a v_lpfm_frac_A_hP2_194_c v_lpfm_conf_mean
 
     label    lpfm_loop                       # the checkpoint loop: restart at the trigger step
     run      ${steps} upto
@@ -167,7 +166,8 @@ class Tracker:
         self.verbose = bool(verbose)
         self.velocities = bool(velocities)
         try:
-            self.time_origin = float(time_origin)
+            # rounded: $(time-step*dt) after a restart differs in the last bits
+            self.time_origin = round(float(time_origin), 9)
         except (TypeError, ValueError):
             raise _fail(f"time_origin={time_origin!r} must be a number") from None
         if not self.prefix.isidentifier():
