@@ -85,13 +85,14 @@ from typing import Any
 
 import numpy as np
 
-from ..phase_stats import (PhaseStatistics, _root_call, as_lammps_variables,
+from ..phase_stats import (PhaseStatistics, _rank, _root_call, as_lammps_variables,
                            lammps_variable_name, profile_edges, reduce_phase_statistics,
                            spatial_profile)
 from ..snapshot import write_snapshot
 from ..timeseries import PhaseTimeSeries, read_time_series
 from ..triggers import CheckpointTrigger, parse_rules
 from .errors import InsituError
+from .insitu import _world_rank
 
 __all__ = ["track", "Tracker", "AXES"]
 
@@ -544,19 +545,6 @@ def _lammps(lmpptr):
     from lammps import lammps
 
     return lammps(ptr=lmpptr)
-
-
-def _rank(comm) -> int:
-    return 0 if comm is None else comm.Get_rank()
-
-
-def _world_rank() -> int:
-    try:
-        from mpi4py import MPI
-
-        return MPI.COMM_WORLD.Get_rank()
-    except ImportError:  # pragma: no cover
-        return 0
 
 
 def read_tracking(path) -> dict:
