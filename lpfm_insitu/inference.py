@@ -165,7 +165,7 @@ class PhaseModel:
         shifts = torch.tensor(graph.shifts, dtype=torch.float32, device=self.device)
         cand = torch.as_tensor(candidates, device=self.device)
         with torch.set_grad_enabled(need_gradient), self._autocast():
-            logits = self.network(pos, edge_index, shifts)[:n_owned].float()
+            logits = self.network(pos, edge_index, shifts, n_owned).float()
         gradient = None
         if need_gradient:
             log_density = torch.logsumexp(logits[:, cand], dim=1).sum()

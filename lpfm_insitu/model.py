@@ -28,6 +28,8 @@ from . import _torch_compat  # noqa: F401  (must precede e3nn)
 from e3nn import o3  # noqa: E402
 from mace import modules as mace_modules  # noqa: E402
 
+from .fused_convolution import fuse_first_convolutions  # noqa: E402
+
 
 @dataclass(frozen=True)
 class BackboneConfig:
@@ -60,10 +62,19 @@ class BackboneConfig:
 @dataclass(frozen=True)
 class DecoderConfig:
     hidden: tuple[int, ...] = (64,)
+    # Standardise each invariant feature with statistics taken from training data at
+    # initialisation. MACE's angular invariants start ~1e-5 the size of the radial ones,
+    # and those small ones are what tells FCC from HCP.
+    standardize: bool = False
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "DecoderConfig":
-        return cls(hidden=tuple(values.get("hidden", (64,))))
+        unknown = set(values) - {"hidden", "standardize"}
+        if unknown:
+            raise ValueError(f"unknown decoder setting(s) {sorted(unknown)}; "
+                             "known settings: ['hidden', 'standardize']")
+        return cls(hidden=tuple(values.get("hidden", (64,))),
+                   standardize=bool(values.get("standardize", False)))
 
 
 def build_compact_mace(config: BackboneConfig) -> torch.nn.Module:
@@ -106,8 +117,13 @@ def scalar_feature_mask(mace: torch.nn.Module) -> torch.Tensor:
 class PhaseDecoder(torch.nn.Module):
     """Invariant node features -> one logit per candidate phase (the K heads)."""
 
-    def __init__(self, n_features: int, n_phases: int, hidden: tuple[int, ...]):
+    def __init__(self, n_features: int, n_phases: int, hidden: tuple[int, ...],
+                 standardize: bool = False):
         super().__init__()
+        self.standardize = standardize
+        if standardize:
+            self.register_buffer("feature_mean", torch.zeros(n_features))
+            self.register_buffer("feature_scale", torch.ones(n_features))
         layers: list[torch.nn.Module] = []
         width = n_features
         for h in hidden:
@@ -116,7 +132,17 @@ class PhaseDecoder(torch.nn.Module):
         layers.append(torch.nn.Linear(width, n_phases))
         self.mlp = torch.nn.Sequential(*layers)
 
+    @torch.no_grad()
+    def fit_standardization(self, features: torch.Tensor) -> None:
+        """Set the per-feature shift and scale from a sample of features."""
+        if not self.standardize:
+            raise ValueError("this decoder was built without standardize=True")
+        self.feature_mean.copy_(features.mean(dim=0))
+        self.feature_scale.copy_(1.0 / features.std(dim=0).clamp_min(1e-12))
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.standardize:
+            features = (features - self.feature_mean) * self.feature_scale
         return self.mlp(features)
 
 
@@ -150,7 +176,8 @@ class LPFMNetwork(torch.nn.Module):
         super().__init__()
         self.mace = mace
         self.register_buffer("feature_mask", scalar_feature_mask(mace), persistent=False)
-        self.decoder = PhaseDecoder(int(self.feature_mask.sum()), n_phases, decoder.hidden)
+        self.decoder = PhaseDecoder(int(self.feature_mask.sum()), n_phases, decoder.hidden,
+                                    decoder.standardize)
         self.n_elements = len(mace.atomic_numbers)
         self.element_index = element_index
         self.freeze_backbone = freeze_backbone
@@ -159,6 +186,7 @@ class LPFMNetwork(torch.nn.Module):
         for module in self.mace.modules():
             if isinstance(module, SymmetricContraction):
                 keep_in_fp32(module)
+        fuse_first_convolutions(self.mace)
         if freeze_backbone:
             for p in self.mace.parameters():
                 p.requires_grad_(False)
@@ -172,10 +200,20 @@ class LPFMNetwork(torch.nn.Module):
         return int(self.mace.num_interactions)
 
     def features(self, positions: torch.Tensor, edge_index: torch.Tensor,
-                 shifts: torch.Tensor) -> torch.Tensor:
-        """Concatenated invariant node features after every interaction layer."""
+                 shifts: torch.Tensor, n_owned: int | None = None) -> torch.Tensor:
+        """Concatenated invariant node features after every interaction layer.
+
+        With ``n_owned``, only the first ``n_owned`` atoms' features are returned, and the
+        last layer sends messages only to them: the ghosts' last-layer outputs would be
+        thrown away, and skipping their edges is most of a subdomain's saving.
+        """
         mace = self.mace
         n_atoms = positions.shape[0]
+        layers = len(mace.interactions)
+        prune = n_owned is not None and n_owned < n_atoms
+        if prune and layers == 1:  # prune before the edge geometry is computed at all
+            keep = edge_index[1] < n_owned
+            edge_index, shifts = edge_index[:, keep], shifts[keep]
         node_attrs = torch.zeros(n_atoms, self.n_elements, dtype=positions.dtype,
                                  device=positions.device)
         node_attrs[:, self.element_index] = 1.0
@@ -188,19 +226,24 @@ class LPFMNetwork(torch.nn.Module):
                                                    mace.atomic_numbers)
         collected = []
         for i, (interaction, product) in enumerate(zip(mace.interactions, mace.products)):
+            if prune and layers > 1 and i == layers - 1:
+                keep = edge_index[1] < n_owned
+                edge_index, edge_attrs, edge_feats = (edge_index[:, keep], edge_attrs[keep],
+                                                      edge_feats[keep])
+                cutoff = cutoff[keep] if cutoff is not None else None
             node_feats, sc = interaction(
                 node_attrs=node_attrs, node_feats=node_feats, edge_attrs=edge_attrs,
                 edge_feats=edge_feats, edge_index=edge_index, cutoff=cutoff,
                 first_layer=(i == 0),
             )
             node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs)
-            collected.append(node_feats)
+            collected.append(node_feats[:n_owned] if n_owned is not None else node_feats)
         return torch.cat(collected, dim=-1)[:, self.feature_mask]
 
     def forward(self, positions: torch.Tensor, edge_index: torch.Tensor,
-                shifts: torch.Tensor) -> torch.Tensor:
-        """Per-atom, per-phase logits ``l[i, c]``."""
-        return self.decoder(self.features(positions, edge_index, shifts))
+                shifts: torch.Tensor, n_owned: int | None = None) -> torch.Tensor:
+        """Per-atom, per-phase logits ``l[i, c]`` (of the first ``n_owned`` atoms if given)."""
+        return self.decoder(self.features(positions, edge_index, shifts, n_owned))
 
 
 @dataclass

@@ -166,8 +166,20 @@ class Trainer:
         self.log = json.loads(state["log"])
         return True
 
+    def fit_standardization(self, n_structures: int = 16) -> None:
+        """Standardise the decoder's inputs on synthetic structures (fresh runs only)."""
+        self.sampler.rng = np.random.default_rng([self.config.seed, 2**31 - 1])
+        samples = self.sampler.sample(n_structures)
+        pos, edge_index, shifts, *_ = _batch_tensors(samples, self.network.r_max)
+        with torch.no_grad():
+            features = self.network.features(pos, edge_index, shifts)
+        self.network.decoder.fit_standardization(features)
+
     def train(self, until: int | None = None):
         from tqdm.auto import tqdm
+
+        if self.step == 0 and self.network.decoder.standardize:
+            self.fit_standardization()
 
         until = self.config.steps if until is None else min(until, self.config.steps)
         self.network.train()
