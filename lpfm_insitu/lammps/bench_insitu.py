@@ -193,7 +193,17 @@ def _run_worker(mode, n_ranks, args, out_path) -> dict:
     return json.loads(Path(out_path).read_text())
 
 
-def main(argv=None) -> None:
+def run_parallel(args) -> dict:
+    """Sections 1-3 through mpirun; ``args`` as parsed by ``parser()``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        timing = {n: _run_worker("timing", n, args, Path(tmp) / f"t{n}.json")
+                  for n in args.ranks}
+        ghosts = _run_worker("ghosts", max(2, max(args.ranks)), args, Path(tmp) / "g.json")
+    return {"timing": {str(n): t for n, t in timing.items()}, "ghosts": ghosts, "cells": args.cells, "repeat": args.repeat,
+            "threads": args.threads, "model": args.model}
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--cells", type=int, default=8, help="fcc cells per side (4 n^3 atoms)")
@@ -205,7 +215,11 @@ def main(argv=None) -> None:
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--worker", choices=["timing", "ghosts"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = parser().parse_args(argv)
 
     if args.worker:
         from mpi4py import MPI
@@ -215,11 +229,9 @@ def main(argv=None) -> None:
             Path(args.out).write_text(json.dumps(result))
         return
 
-    with tempfile.TemporaryDirectory() as tmp:
-        timing = {n: _run_worker("timing", n, args, Path(tmp) / f"t{n}.json")
-                  for n in args.ranks}
-        ghosts = _run_worker("ghosts", max(2, max(args.ranks)), args, Path(tmp) / "g.json")
-
+    result = run_parallel(args)
+    timing = {int(n): t for n, t in result["timing"].items()}
+    ghosts = result["ghosts"]
     print(f"lpfm_insitu in-situ benchmark: model {args.model!r}, fcc Cu {4 * args.cells ** 3} "
           f"atoms, model reach {ghosts['reach']:.2f} A, comm cutoff {ghosts['cutoff']:.2f} A, "
           f"{args.threads} thread(s) per rank, median of {args.repeat}, slowest rank")

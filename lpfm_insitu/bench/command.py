@@ -1,0 +1,106 @@
+"""Running the benchmark sections and keeping their figures in OUTPUT/results.json."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from . import SECTIONS
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _load_average() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def _throughput(args) -> dict:
+    from .throughput import run_throughput, scaling_summary
+
+    sizes = (1_000,) if args.quick else (1_000, 10_000, 100_000)
+    section = run_throughput(args.model, sizes=sizes, threads=args.threads,
+                             repeats=1 if args.quick else 3, log=_log)
+    section["scaling_largest_over_smallest"] = scaling_summary(section)
+    return section
+
+
+def _insitu(args) -> dict:
+    from .insitu_overhead import run_insitu_overhead
+
+    if args.quick:
+        return run_insitu_overhead(args.model, systems=("cu_eam",), n_atoms_target=2000,
+                                   steps=200, every=100, repeat=1, log=_log)
+    return run_insitu_overhead(args.model, log=_log)
+
+
+def _parallel(args) -> dict:
+    from ..lammps.bench_insitu import parser, run_parallel
+
+    options = ["--model", args.model, "--threads", "1"]
+    options += ["--cells", "5", "--repeat", "1"] if args.quick else ["--cells", "14", "--repeat", "3"]
+    return run_parallel(parser().parse_args(options))
+
+
+def _accuracy(args) -> dict:
+    from ..modelfile import load_model
+    from .accuracy import run_accuracy
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    return run_accuracy(load_model(args.model), max_frames=1 if args.quick else 2, log=_log)
+
+
+RUNNERS = {"throughput": _throughput, "insitu": _insitu, "parallel": _parallel,
+           "accuracy": _accuracy}
+
+
+def command_line(args) -> str:
+    parts = ["lpfm", "bench", "--model", str(args.model), "--output", str(args.output)]
+    if args.threads != 2:
+        parts += ["--threads", str(args.threads)]
+    if args.quick:
+        parts.append("--quick")
+    return " ".join(parts)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in SECTIONS]
+    if unknown:
+        raise ValueError(f"unknown benchmark section(s) {unknown}; choose from {list(SECTIONS)}")
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    results_path = output / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for name in wanted:
+        _log(f"lpfm bench: {name} ...")
+        start, load_before = time.time(), _load_average()
+        section = RUNNERS[name](args)
+        section["meta"] = {"wall_s": round(time.time() - start, 1),
+                           "load_average_before": load_before,
+                           "load_average_after": _load_average(),
+                           "date": datetime.date.today().isoformat(),
+                           "command": command_line(args) + f" --sections {name}"}
+        results[name] = section
+        results["machine"] = {"cpu_count": os.cpu_count(), "processor": platform.processor(),
+                              "python": platform.python_version()}
+        results["command"] = command_line(args)
+        # after every section, so an interrupted run keeps what it measured
+        results_path.write_text(json.dumps(results, indent=1, default=float))
+        write_report(results, output)
+    _log(f"lpfm bench: wrote {output / 'README.md'}")
+    return 0

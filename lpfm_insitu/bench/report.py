@@ -1,0 +1,152 @@
+"""OUTPUT/README.md and the figures, from the figures in results.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TARGETS = {"classify": 30.0, "denoise_step": 60.0}  # us/atom, fp32, 2 threads, 10^4 atoms
+
+
+def _fmt(value, digits=1, percent=False):
+    if value is None:
+        return "-"
+    return f"{100 * value:.{digits}f}%" if percent else f"{value:.{digits}f}"
+
+
+def _meta_line(section: dict) -> str:
+    meta = section.get("meta", {})
+    return (f"_Measured {meta.get('date', '?')} in {meta.get('wall_s', '?')} s; load average "
+            f"before/after {meta.get('load_average_before')} / {meta.get('load_average_after')}; "
+            f"`{meta.get('command', '')}`._")
+
+
+def plot_throughput(section: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for precision in sorted({r["precision"] for r in section["rows"]}):
+        for task, style in (("classify", "o-"), ("denoise_step", "s--")):
+            rows = sorted((r for r in section["rows"]
+                           if r["precision"] == precision and r["task"] == task),
+                          key=lambda r: r["n_atoms"])
+            if rows:
+                ax.plot([r["n_atoms"] for r in rows], [r["us_per_atom"] for r in rows], style,
+                        label=f"{task.replace('_', ' ')}, {precision}")
+    for task, target in TARGETS.items():
+        ax.axhline(target, color="grey", lw=0.8, ls=":")
+        ax.text(ax.get_xlim()[0] if False else 1e3, target * 1.05, f"target {task.replace('_', ' ')}",
+                fontsize=7, color="grey")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("atoms")
+    ax.set_ylabel("us per atom")
+    ax.set_title(f"model throughput, {section.get('threads')} threads")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _throughput_md(section: dict, output: Path) -> list[str]:
+    lines = ["## 1. Model throughput and memory", "", _meta_line(section), "",
+             f"{section.get('lattice', '')}; {section.get('threads')} torch threads; best of "
+             f"{section.get('repeats')} calls after a warm-up; each row in a fresh process "
+             "(peak memory = peak resident size minus the size before the call, per atom).", "",
+             "| atoms | precision | task | us/atom | of which graph | peak KiB/atom |",
+             "|---|---|---|---|---|---|"]
+    for r in section["rows"]:
+        lines.append(f"| {r['n_atoms']} | {r['precision']} | {r['task'].replace('_', ' ')} | "
+                     f"{r['us_per_atom']:.1f} | {r['graph_us_per_atom']:.1f} | "
+                     f"{r['peak_kib_per_atom']:.2f} |")
+    scaling = section.get("scaling_largest_over_smallest", {})
+    if scaling:
+        lines += ["", "Scaling (us/atom at the largest size over the smallest; 1.0 = linear in "
+                  "atoms): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(scaling.items())) + "."]
+    plot_throughput(section, output / "throughput.png")
+    lines += ["", "![throughput](throughput.png)", ""]
+    return lines
+
+
+def _insitu_md(section: dict) -> list[str]:
+    lines = ["## 2. In-situ overhead against LAMMPS' own compute cna/atom", "", _meta_line(section),
+             "", "The same LAMMPS run three ways, interleaved: bare MD, MD with LPFM every "
+             "`every` steps (fix python/invoke, labels written to fix property/atom), and MD "
+             "with `compute cna/atom` evaluated as often. Wall times are medians over the "
+             "repeats; ratios are to the bare run of the same round of runs.", "",
+             "| system | atoms | ranks | steps / every | bare s | LPFM s | CNA s | LPFM / bare | "
+             "CNA / bare | LPFM us/atom/call | CNA us/atom/call |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    settings = section.get("settings", {})
+    for name, s in section.get("systems", {}).items():
+        median = s.get("median_s", {})
+        lines.append(
+            f"| {name} | {s.get('n_atoms')} | {settings.get('ranks', '-')} | "
+            f"{settings.get('steps', '-')} / {settings.get('every', '-')} | "
+            f"{_fmt(median.get('plain'), 2)} | {_fmt(median.get('lpfm'), 2)} | "
+            f"{_fmt(median.get('cna'), 2)} | {_fmt(s.get('ratio_lpfm_to_plain'), 2)} | "
+            f"{_fmt(s.get('ratio_cna_to_plain'), 2)} | "
+            f"{_fmt(s.get('lpfm_us_per_atom_per_invocation'), 1)} | "
+            f"{_fmt(s.get('cna_us_per_atom_per_invocation'), 2)} |")
+    return lines + [""]
+
+
+def _parallel_md(section: dict) -> list[str]:
+    lines = ["## 3. One against two ranks; ghost atoms per owned atom", "", _meta_line(section), "",
+             f"fcc Cu, {4 * section.get('cells', 0) ** 3} atoms, {section.get('threads')} thread "
+             "per rank; one in-situ invocation (gather, halo plan, ghost check, model, "
+             "write-back), median, slowest rank.", "",
+             "| ranks | owned atoms per rank | invocation s | of which model s | adapter overhead |",
+             "|---|---|---|---|---|"]
+    timing = section.get("timing", {})
+    for ranks, t in sorted(timing.items(), key=lambda kv: int(kv[0])):
+        overhead = (t["total"] - t["direct"]) / t["direct"]
+        lines.append(f"| {ranks} | {max(t['n_local'])} | {t['total']:.3f} | {t['model']:.3f} | "
+                     f"{100 * overhead:+.1f}% |")
+    if "1" in timing and "2" in timing:
+        lines += ["", f"Speed-up of an invocation on 2 ranks: "
+                  f"{timing['1']['total'] / timing['2']['total']:.2f}x."]
+    ghosts = section.get("ghosts", {})
+    if ghosts:
+        lines += ["", f"Ghosts per owned atom with the comm cutoff the model needs "
+                  f"({ghosts['cutoff']:.2f} Å = reach {ghosts['reach']:.2f} Å + skin), "
+                  f"{ghosts['ranks']} ranks:", "",
+                  "| atoms per rank | LAMMPS ghosts / owned | ghosts the model evaluates / owned |",
+                  "|---|---|---|"]
+        for row in ghosts["rows"]:
+            lines.append(f"| {row['per_rank']} | {row['ratio']:.2f} | {row['used']:.2f} |")
+    return lines + [""]
+
+
+def _accuracy_md(section: dict) -> list[str]:
+    columns = section["columns"]
+    lines = ["## 4. Accuracy near melting (LAMMPS snapshots)", "", _meta_line(section), "",
+             "Crystals: fraction of atoms given the right label. Liquid: fraction left "
+             f"unclassified (LPFM: confidence below the model's threshold "
+             f"{section['model_threshold']:.3f}; PTM/a-CNA: 'Other'). Snapshots and scoring "
+             "as in `lpfm eval` (reports/model).", "",
+             "| system | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, row in section["table"].items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(row[c], 1, True) for c in columns) + " |")
+    return lines + [""]
+
+
+def write_report(results: dict, output: Path) -> Path:
+    lines = ["# lpfm_insitu benchmarks", "",
+             "Regenerate everything with", "", "```", results.get("command", "lpfm bench"), "```",
+             "", "or one section with `--sections NAME` (the others keep their figures). "
+             f"Machine: {results.get('machine', {}).get('cpu_count')} CPUs, no GPU. Timings "
+             "on a shared machine are upper bounds; ratios are taken within one run.", ""]
+    if "throughput" in results:
+        lines += _throughput_md(results["throughput"], output)
+    if "insitu" in results:
+        lines += _insitu_md(results["insitu"])
+    if "parallel" in results:
+        lines += _parallel_md(results["parallel"])
+    if "accuracy" in results:
+        lines += _accuracy_md(results["accuracy"])
+    path = output / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,148 @@
+"""Model throughput: us/atom for a classification and for one denoising step, and peak memory.
+
+Each (size, precision, task) runs in a fresh process so that its peak resident memory
+(``VmHWM``) belongs to that measurement alone; memory per atom is that peak minus the
+resident size after the model was loaded and the crystal built, divided by the atoms.
+The crystal is FCC Cu (a = 3.615 Å) with Gaussian displacements (sigma 0.1 Å), the
+graph is built as ``classify_atoms`` builds it, and the best of ``repeats`` timed calls
+after one warm-up is reported.
+
+    python -m lpfm_insitu.bench.throughput --model default --atoms 1000 10000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SIZES = (1_000, 10_000, 100_000)
+PRECISIONS = ("fp32", "bf16")
+TASKS = ("classify", "denoise_step")
+LATTICE = 3.615
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}: peak memory cannot be measured here")
+
+
+def crystal(n_atoms: int, seed: int = 3):
+    from ase.build import bulk
+
+    cells = max(1, round((n_atoms / 4) ** (1 / 3)))
+    atoms = bulk("Cu", "fcc", a=LATTICE, cubic=True).repeat(cells)
+    atoms.positions += np.random.default_rng(seed).normal(0, 0.1, atoms.positions.shape)
+    return atoms
+
+
+def measure(model_name: str, n_atoms: int, precision: str, task: str, threads: int,
+            repeats: int) -> dict:
+    """One measurement in this process (the worker side)."""
+    import torch
+
+    from ..graph import periodic_graph
+    from ..modelfile import load_model
+
+    torch.set_num_threads(threads)
+    model = load_model(model_name).to("cpu", precision)
+    atoms = crystal(n_atoms)
+    n = len(atoms)
+    scale = model.length_scale(atomic_volume=atoms.get_volume() / n)
+    positions, cell = atoms.positions * scale, np.asarray(atoms.cell) * scale
+    candidates = np.arange(len(model.phases))
+    need_gradient = task == "denoise_step"
+    baseline_kib = _status_kib("VmRSS")
+
+    def call():
+        graph = periodic_graph(positions, cell, True, model.cutoff)
+        t = time.perf_counter()
+        model.logits_and_gradient(positions, graph, n, candidates, need_gradient)
+        return t
+
+    times, graph_times = [], []
+    for k in range(repeats + 1):
+        start = time.perf_counter()
+        graph_done = call()
+        if k:  # the first call pays for one-off allocations and kernel selection
+            times.append(time.perf_counter() - start)
+            graph_times.append(graph_done - start)
+    best = int(np.argmin(times))
+    return {"n_atoms": n, "precision": precision, "task": task, "threads": threads,
+            "us_per_atom": 1e6 * times[best] / n,
+            "graph_us_per_atom": 1e6 * graph_times[best] / n,
+            "peak_kib_per_atom": (_status_kib("VmHWM") - baseline_kib) / n,
+            "repeats": repeats}
+
+
+def run_throughput(model: str = "default", sizes=SIZES, precisions=PRECISIONS, tasks=TASKS,
+                   threads: int = 2, repeats: int = 3, timeout: float = 1800,
+                   log=print) -> dict:
+    rows = []
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    for n_atoms in sizes:
+        for precision in precisions:
+            for task in tasks:
+                cmd = [sys.executable, "-m", "lpfm_insitu.bench.throughput", "--worker",
+                       "--model", model, "--atoms", str(n_atoms), "--precision", precision,
+                       "--task", task, "--threads", str(threads), "--repeats", str(repeats)]
+                done = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                                      timeout=timeout)
+                if done.returncode != 0:
+                    raise RuntimeError(f"throughput worker failed ({' '.join(cmd)}):\n"
+                                       f"{done.stderr[-3000:]}")
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+                rows.append(row)
+                log(f"  {row['n_atoms']:>7} atoms {precision} {task:<13} "
+                    f"{row['us_per_atom']:7.1f} us/atom (graph {row['graph_us_per_atom']:.1f}), "
+                    f"peak {row['peak_kib_per_atom']:.2f} KiB/atom")
+    return {"rows": rows, "threads": threads, "repeats": repeats, "model": model,
+            "lattice": f"fcc Cu a={LATTICE} A, sigma 0.1 A"}
+
+
+def scaling_summary(section: dict) -> dict:
+    """us/atom at the largest size over the smallest, per (precision, task)."""
+    out = {}
+    for precision in {r["precision"] for r in section["rows"]}:
+        for task in {r["task"] for r in section["rows"]}:
+            rows = sorted((r for r in section["rows"]
+                           if r["precision"] == precision and r["task"] == task),
+                          key=lambda r: r["n_atoms"])
+            if len(rows) > 1:
+                out[f"{precision}/{task}"] = rows[-1]["us_per_atom"] / rows[0]["us_per_atom"]
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--atoms", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--precision", nargs="+", default=list(PRECISIONS))
+    parser.add_argument("--task", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(args.model, args.atoms[0], args.precision[0], args.task[0],
+                                 args.threads, args.repeats)))
+        return
+    section = run_throughput(args.model, args.atoms, args.precision, args.task, args.threads,
+                             args.repeats)
+    section["scaling_largest_over_smallest"] = scaling_summary(section)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(section, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
