@@ -47,3 +47,127 @@ def calibrate_threshold(model, quantile: float = 0.95, *, n_structures: int = 4,
         result = model.classify_atoms(atoms, denoise_steps=denoise_steps)
         confidences.append(result.confidence)
     return float(np.quantile(np.concatenate(confidences), quantile))
+
+
+# --- after training: denoising step size and per-step thresholds ------------------------
+
+STEP_SIZE_GRID = ((0.002, 0.05), (0.005, 0.05), (0.01, 0.1), (0.02, 0.1), (0.02, 0.2),
+                  (0.05, 0.2))  # (step_size Å^2, max_step Å), model units
+VALIDATION_SIGMAS = (0.05, 0.15, 0.25)
+
+
+def validation_structures(model, sigmas=VALIDATION_SIGMAS, target_atoms: int = 120,
+                          seed: int = 31337):
+    """One noisy supercell per (phase, sigma); a seed used neither in training nor in eval."""
+    from .synthetic import add_noise, ideal_supercell
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for label in model.phases:
+        ideal = ideal_supercell(label, REFERENCE_ATOMIC_VOLUME, target_atoms)
+        for sigma in sigmas:
+            atoms = ideal.copy()
+            atoms.positions, _ = add_noise(ideal.positions, sigma, rng)
+            out.append((label, atoms))
+    return out
+
+
+def tune_step_size(model, grid=STEP_SIZE_GRID, denoise_steps: int = 8, structures=None,
+                   log=print) -> dict:
+    """Pick the (step_size, max_step) with the best validation accuracy after the steps.
+
+    Sets them on ``model`` and returns every candidate's accuracy.
+    """
+    structures = structures or validation_structures(model)
+    phases = list(model.phases)
+    scores = []
+    for step_size, max_step in grid:
+        model.step_size, model.max_step = step_size, max_step
+        correct = total = 0
+        for label, atoms in structures:
+            logits = model.classify_atoms(atoms, denoise_steps=denoise_steps).logits
+            correct += int(np.sum(np.argmax(logits, axis=1) == phases.index(label)))
+            total += len(atoms)
+        scores.append({"step_size": step_size, "max_step": max_step,
+                       "accuracy": correct / total})
+        log(f"  step size {step_size:g} Å^2, cap {max_step:g} Å: validation accuracy after "
+            f"{denoise_steps} steps {100 * correct / total:.2f}%")
+    best = max(scores, key=lambda s: s["accuracy"])
+    model.step_size, model.max_step = best["step_size"], best["max_step"]
+    return {"candidates": scores, "chosen": best, "denoise_steps": denoise_steps,
+            "n_structures": len(structures)}
+
+
+def step_thresholds_on_liquid(model, liquid_frames, steps=(0, 1, 2, 4, 8),
+                              quantile: float = 0.95) -> dict[int, float]:
+    """Per denoising-step thresholds that leave ``quantile`` of a liquid's atoms unknown."""
+    from .evaluation.metrics import rejection_threshold
+
+    confidences = {k: [] for k in steps}
+    for atoms in liquid_frames:
+        result = model.classify_atoms(atoms, denoise_steps=max(steps), keep_history=True)
+        for record in result.history:
+            if record["step"] in confidences:
+                confidences[record["step"]].append(np.max(record["logits"], axis=1))
+    return {k: rejection_threshold(confidences[k], quantile) for k in steps}
+
+
+def register_command(subparsers) -> None:
+    p = subparsers.add_parser(
+        "calibrate", help="after training: choose the denoising step size on synthetic "
+                          "validation structures and the unknown thresholds on a LAMMPS liquid")
+    p.add_argument("model", help="model file to calibrate (rewritten unless --output)")
+    p.add_argument("--output", help="write the calibrated model here instead")
+    p.add_argument("--liquid", nargs="+", default=None,
+                   help="liquid snapshot file(s) any ASE reader opens (default: liquid Al made "
+                        "with LAMMPS and cached, see evaluation.md_templates.CALIBRATION_LIQUID)")
+    p.add_argument("--quantile", type=float, default=0.95,
+                   help="fraction of liquid atoms to label unknown (default 0.95)")
+    p.add_argument("--keep-step-size", action="store_true",
+                   help="do not re-choose the denoising step size")
+    p.set_defaults(func=_calibrate)
+
+
+def _calibrate(args) -> int:
+    import json
+    import sys
+
+    from .model import ModelSpec
+    from .modelfile import load_model, read_header, resolve_model_path, save_model
+
+    path = resolve_model_path(args.model)
+    model = load_model(path)
+    header = read_header(path)
+    spec_dict = json.loads(header["spec"])
+    spec = ModelSpec(**{**spec_dict, "phases": tuple(spec_dict["phases"])})
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    record = {}
+    if not args.keep_step_size:
+        record["step_size"] = tune_step_size(model, log=log)
+    if args.liquid:
+        from ase.io import read
+
+        frames = [atoms for name in args.liquid for atoms in read(name, index=":")]
+        source = [str(name) for name in args.liquid]
+    else:
+        from .evaluation.md_snapshots import DEFAULT_CACHE, snapshots
+        from .evaluation.md_templates import CALIBRATION_LIQUID
+
+        frames, meta = snapshots(CALIBRATION_LIQUID, DEFAULT_CACHE, 2, log)
+        source = f"{CALIBRATION_LIQUID.name}: {CALIBRATION_LIQUID.description}"
+    thresholds = step_thresholds_on_liquid(model, frames, quantile=args.quantile)
+    model.step_thresholds = thresholds
+    model.confidence_threshold = thresholds[0]
+    record["thresholds"] = {"liquid": source, "quantile": args.quantile,
+                            "per_step": {str(k): v for k, v in thresholds.items()}}
+    log("  unknown thresholds by denoising steps: "
+        + ", ".join(f"{k}: {v:.3f}" for k, v in thresholds.items()))
+    training = dict(model.metadata.get("training", {}))
+    training["calibration"] = record
+    metadata = {k: v for k, v in model.metadata.items()
+                if k not in ("path", "training", "package_version")}
+    model.metadata = metadata
+    out = save_model(args.output or path, model, spec, training=training)
+    print(f"wrote {out}: step size {model.step_size:g} Å^2 (cap {model.max_step:g} Å), "
+          f"thresholds {json.dumps(record['thresholds']['per_step'])}")
+    return 0

@@ -100,6 +100,7 @@ def _extra_commands():
     import importlib
 
     for module_name in ("lpfm_insitu.offline_tracking", "lpfm_insitu.evaluation",
+                        "lpfm_insitu.calibration",
                         "lpfm_insitu.bench"):
         try:
             module = importlib.import_module(module_name)

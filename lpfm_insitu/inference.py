@@ -89,10 +89,15 @@ class PhaseModel:
     def __init__(self, network: LPFMNetwork, phases: Sequence[str], *,
                  confidence_threshold: float = -np.inf, step_size: float = 0.02,
                  max_step: float = 0.2, metadata: dict | None = None,
-                 device: str | torch.device = "cpu", precision: str = "fp32"):
+                 device: str | torch.device = "cpu", precision: str = "fp32",
+                 step_thresholds: dict[int, float] | None = None):
         self.network = network.eval()
         self.phases = tuple(phases)
         self.confidence_threshold = float(confidence_threshold)
+        # Denoising raises every atom's confidence, a liquid's too, so a threshold that
+        # rejects a liquid before denoising lets it through after 8 steps. Thresholds
+        # calibrated after k steps (k -> value) are used for runs of at least k steps.
+        self.step_thresholds = {int(k): float(v) for k, v in (step_thresholds or {}).items()}
         self.step_size = float(step_size)  # Å^2 (model units): r += step_size * score
         self.max_step = float(max_step)  # Å (model units) per atom per step
         self.metadata = dict(metadata or {})
@@ -112,6 +117,13 @@ class PhaseModel:
         self.network.to(device)
         self.device, self.precision = device, precision
         return self
+
+    def threshold_for(self, denoise_steps: int) -> float:
+        """The unknown threshold for a run of ``denoise_steps`` steps."""
+        calibrated = [k for k in self.step_thresholds if k <= denoise_steps]
+        if not calibrated:
+            return self.confidence_threshold
+        return self.step_thresholds[max(calibrated)]
 
     def candidate_indices(self, candidates: Sequence[str] | None) -> np.ndarray:
         if candidates is None:
@@ -234,7 +246,7 @@ class PhaseModel:
             logits, gradient = self._evaluate(current, n_owned, graph_of, cand, need_gradient,
                                               max_atoms_per_chunk)
             if keep_history:
-                history.append({"step": step, "labels": self._labels(logits, cand)[0],
+                history.append({"step": step, "labels": self._labels(logits, cand, step)[0],
                                 "logits": logits})
             if need_gradient:
                 score = halo.reverse(gradient)
@@ -243,7 +255,7 @@ class PhaseModel:
                 move *= np.minimum(1.0, self.max_step / np.maximum(norm, 1e-12))
                 moved_local = current[:n_owned] + move
                 current = current + halo.forward(moved_local - current[:n_owned])
-        labels, confidence, probability = self._labels(logits, cand)
+        labels, confidence, probability = self._labels(logits, cand, denoise_steps)
         displacement = (current[:n_owned] - start_local) / scale
         return PhaseResult(self.phases, labels, confidence, probability, logits, displacement,
                            history)
@@ -281,14 +293,14 @@ class PhaseModel:
                 np.add.at(gradient, members, part_grad)
         return logits, gradient
 
-    def _labels(self, logits, cand):
+    def _labels(self, logits, cand, denoise_steps: int = 0):
         sub = logits[:, cand]
         best = np.argmax(sub, axis=1) if len(sub) else np.zeros(0, dtype=int)
         confidence = sub[np.arange(len(sub)), best] if len(sub) else np.zeros(0)
         shifted = sub - confidence[:, None] if len(sub) else sub
         probability = 1.0 / np.exp(shifted).sum(axis=1) if len(sub) else np.zeros(0)
         labels = cand[best].astype(np.int64)
-        labels[confidence < self.confidence_threshold] = UNKNOWN_PHASE
+        labels[confidence < self.threshold_for(denoise_steps)] = UNKNOWN_PHASE
         return labels, confidence, probability
 
 

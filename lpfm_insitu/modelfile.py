@@ -41,6 +41,7 @@ def save_model(path: str | Path, model: PhaseModel, spec: ModelSpec, *,
         "spec": json.dumps(spec.to_dict()),
         "reference_atomic_volume": repr(REFERENCE_ATOMIC_VOLUME),
         "confidence_threshold": repr(model.confidence_threshold),
+        "step_thresholds": json.dumps({str(k): v for k, v in model.step_thresholds.items()}),
         "step_size": repr(model.step_size),
         "max_step": repr(model.max_step),
         "training": json.dumps(training or {}),
@@ -128,6 +129,7 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str = "cpu",
                       confidence_threshold=float(header["confidence_threshold"]),
                       step_size=float(header.get("step_size", 0.02)),
                       max_step=float(header.get("max_step", 0.2)),
+                      step_thresholds=json.loads(header.get("step_thresholds", "{}")),
                       metadata=metadata, device=device, precision=precision)
 
 

@@ -86,18 +86,18 @@ def score(model, system, raw, thresholds) -> dict:
         lg = raw["logits"][s]
         entry = {
             "argmax": measure(labels_from_logits(lg, phases)),
-            "model_threshold": measure(labels_from_logits(lg, phases, model.confidence_threshold)),
+            "model_threshold": measure(labels_from_logits(lg, phases, model.threshold_for(s))),
         }
         if s in thresholds:  # the threshold calibrated on the liquid after the same steps
             entry["liquid_threshold"] = measure(labels_from_logits(lg, phases, thresholds[s]))
         entry["breakdown"] = label_breakdown(labels_from_logits(
-            lg, phases, model.confidence_threshold))
+            lg, phases, model.threshold_for(s)))
         entry["mean_confidence"] = float(confidence_of(lg, phases).mean())
         out["lpfm"][str(s)] = entry
         cl = raw["candidate_logits"][s]
         out.setdefault("lpfm_candidates", {})[str(s)] = {
             "argmax": measure(labels_from_logits(cl, phases, candidates=system.candidates)),
-            "model_threshold": measure(labels_from_logits(cl, phases, model.confidence_threshold,
+            "model_threshold": measure(labels_from_logits(cl, phases, model.threshold_for(s),
                                                           system.candidates)),
             "n_atoms": int(len(cl)),
         }
@@ -124,6 +124,7 @@ def run_md(model, cache=DEFAULT_CACHE, max_frames: int = 2, n_ranks: int = 2, sy
                                    for l in liquids])
             thresholds[s] = rejection_threshold(conf, LIQUID_QUANTILE)
     section = {"systems": {}, "model_threshold": model.confidence_threshold,
+               "model_step_thresholds": {str(k): model.threshold_for(k) for k in STEPS},
                "liquid_quantile": LIQUID_QUANTILE,
                "liquid_thresholds": {str(k): v for k, v in thresholds.items()},
                "max_frames": max_frames}

@@ -143,6 +143,13 @@ SYSTEMS: tuple[MDSystem, ...] = (
 
 SYSTEMS_BY_NAME = {s.name: s for s in SYSTEMS}
 
+#: The liquid that ``lpfm calibrate`` sets the unknown thresholds on: another element and
+#: potential than the evaluation's liquid Cu, so the report's liquid figure is held out.
+CALIBRATION_LIQUID = MDSystem(
+    "Al_liquid_1300K", "liquid Al, Mendelev EAM, melted at 2000 K then 1300 K", None, "Al",
+    26.9815, "lattice         fcc 4.05", (8, 8, 8), "eam/fs", "Al_mm.eam.fs", 1300.0,
+    melt_temperature=2000.0, melt_ps=3.0)
+
 
 def potential_directory() -> Path:
     for folder in (os.environ.get("LAMMPS_POTENTIALS"), *DEFAULT_POTENTIAL_DIRS):

@@ -316,7 +316,7 @@ class InsituClassifier:
 
     def mapping_lines(self) -> list[str]:
         s = self.settings
-        threshold = self.model.confidence_threshold
+        threshold = self.model.threshold_for(s.denoise_steps)
         lines = [f"{s.phase_column}: -1 = unknown (confidence < {threshold:.6g})"
                  + ("" if s.types is None else f" or type not in {list(s.types)}")]
         lines += [f"{s.phase_column}: {k} = {p}" for k, p in enumerate(self.phases)]
@@ -714,6 +714,7 @@ def _cached_model(path: str, load_model):
     return PhaseModel(base.network, base.phases,
                       confidence_threshold=base.confidence_threshold,
                       step_size=base.step_size, max_step=base.max_step,
+                      step_thresholds=base.step_thresholds,
                       metadata=dict(base.metadata), device=base.device)
 
 

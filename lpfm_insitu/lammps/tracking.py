@@ -256,7 +256,7 @@ class Tracker:
             "model": str(model.metadata.get("path", getattr(clf, "model_name", s.model))),
             "model_name": str(model.metadata.get("name", s.model)),
             "model_package_version": str(model.metadata.get("package_version", "")),
-            "confidence_threshold": float(model.confidence_threshold),
+            "confidence_threshold": float(model.threshold_for(s.denoise_steps)),
             "candidates": list(s.candidates) if s.candidates is not None else "all",
             "every": s.every if s.every is not None else "unchecked",
             "denoise_steps": int(s.denoise_steps),
