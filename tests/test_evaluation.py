@@ -178,6 +178,9 @@ def test_md_scoring_on_toy_logits():
         phases = (FCC, BCC, HCP, "A_hP3_191_ad")
         confidence_threshold = 0.0
 
+        def threshold_for(self, steps):
+            return self.confidence_threshold
+
     crystal, liquid = SYSTEMS_BY_NAME["Cu_fcc_1200K"], SYSTEMS_BY_NAME["Cu_liquid_2000K"]
     fcc_logits = np.tile([2.0, 1.0, 0.0, 0.0], (10, 1))
     fcc_logits[:2] = [0.5, 1.0, 0.0, 0.0]  # two atoms called bcc, confidence 1.0
