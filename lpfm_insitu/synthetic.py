@@ -203,6 +203,7 @@ class SyntheticSampler:
         p_uniaxial: float = 0.3,
         uniaxial_range: tuple[float, float] = (-0.15, 0.05),
         seed: int | None = 0,
+        uniaxial_exempt: Sequence[str] = (),
     ) -> None:
         self.labels = tuple(PROTOTYPE_LABELS if labels is None else labels)
         if not self.labels:
@@ -220,6 +221,13 @@ class SyntheticSampler:
         self.shear_std = float(shear_std)
         self.p_uniaxial = float(p_uniaxial)
         self.uniaxial_range = tuple(uniaxial_range)
+        # Prototypes that are a uniaxial strain away from another one (bct In is FCC
+        # stretched 7.6 % along a cube axis) would be relabelled by that strain: they get
+        # no uniaxial augmentation, or the two classes overlap and the model merges them.
+        self.uniaxial_exempt = frozenset(uniaxial_exempt)
+        bad = sorted(self.uniaxial_exempt - set(PROTOTYPE_LABELS))
+        if bad:
+            raise KeyError(f"uniaxial_exempt names unknown prototype(s) {bad}")
         self.rng = np.random.default_rng(seed)
         self._ideal: dict[str, Atoms] = {}
 
@@ -234,7 +242,8 @@ class SyntheticSampler:
         rng = self.rng
         if label is None:
             label = self.labels[rng.integers(len(self.labels))]
-        F = random_strain(rng, self.scale_range, self.shear_std, self.p_uniaxial, self.uniaxial_range)
+        p_uniaxial = 0.0 if label in self.uniaxial_exempt else self.p_uniaxial
+        F = random_strain(rng, self.scale_range, self.shear_std, p_uniaxial, self.uniaxial_range)
         strained = apply_strain(self.ideal(label), F)
         clean = strained.positions.copy()
         sigma = float(rng.uniform(0.0, self.sigma_max))

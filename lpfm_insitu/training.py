@@ -37,6 +37,9 @@ class TrainingConfig:
     score_weight: float = 0.1  # lambda
     target_atoms: int = 120
     sigma_max: float = 0.36  # Å at the reference density
+    # elastic augmentation, passed to SyntheticSampler (its defaults when empty):
+    # scale_range, shear_std, p_uniaxial, uniaxial_range, uniaxial_exempt
+    strain: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     checkpoint_every: int = 100
     validate_every: int = 200
@@ -115,8 +118,16 @@ class Trainer:
         self.network = build_network(self.spec)
         self.label_map = np.array([phases.index(p) if p in phases else -1
                                    for p in PROTOTYPE_LABELS])
+        strain = dict(config.strain)
+        known = {"scale_range", "shear_std", "p_uniaxial", "uniaxial_range", "uniaxial_exempt"}
+        if set(strain) - known:
+            raise ValueError(f"unknown strain setting(s) {sorted(set(strain) - known)}; "
+                             f"known settings: {sorted(known)}")
+        for key in ("scale_range", "uniaxial_range"):
+            if key in strain:
+                strain[key] = tuple(strain[key])
         self.sampler = SyntheticSampler(labels=list(phases), target_atoms=config.target_atoms,
-                                        sigma_max=config.sigma_max, seed=config.seed)
+                                        sigma_max=config.sigma_max, seed=config.seed, **strain)
         params = [p for p in self.network.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate,
                                            weight_decay=config.weight_decay)

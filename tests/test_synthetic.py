@@ -200,3 +200,32 @@ def test_sampler_is_class_balanced():
 def test_sampler_rejects_unknown_label():
     with pytest.raises(KeyError):
         SyntheticSampler(labels=["A_zz"])
+
+
+def test_uniaxial_exempt_prototypes_get_no_uniaxial_strain():
+    """bct In stretched or squeezed along c becomes FCC: it is kept out of uniaxial strain."""
+    from lpfm_insitu.synthetic import SyntheticSampler
+
+    sampler = SyntheticSampler(labels=["A_tI2_139_a", "A_cF4_225_a"], target_atoms=20,
+                               shear_std=0.0, scale_range=(1.0, 1.0), p_uniaxial=1.0,
+                               uniaxial_range=(-0.15, -0.10), sigma_max=0.0, seed=3,
+                               uniaxial_exempt=["A_tI2_139_a"])
+
+    def volume_ratio(label):
+        sample = sampler.sample_one(label)
+        return sample.atoms.get_volume() / sampler.ideal(label).get_volume()
+
+    assert volume_ratio("A_tI2_139_a") == pytest.approx(1.0)
+    assert volume_ratio("A_cF4_225_a") < 0.91  # a 10-15 % uniaxial compression
+    with pytest.raises(KeyError, match="A_xx"):
+        SyntheticSampler(uniaxial_exempt=["A_xx"])
+
+
+def test_training_config_rejects_unknown_strain_setting(tmp_path):
+    from lpfm_insitu.training import Trainer, TrainingConfig
+
+    config = TrainingConfig(output=str(tmp_path / "m.safetensors"), strain={"shear": 0.1},
+                            backbone={"channels": 4, "max_ell": 1, "num_interactions": 1,
+                                      "correlation": 1})
+    with pytest.raises(ValueError, match="shear"):
+        Trainer(config, progress=False)
