@@ -54,6 +54,8 @@ class ScalarFusedConvolution(torch.nn.Module):
             self.register_buffer(name, buffer,
                                  persistent=name not in conv_tp._non_persistent_buffers_set)
         _check_against(self, conv_tp)
+        # kept (unregistered, so not in state_dict) for unfuse_convolutions
+        object.__setattr__(self, "original", conv_tp)
 
     def forward(self, node_feats: torch.Tensor, edge_attrs: torch.Tensor,
                 tp_weights: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
@@ -151,3 +153,14 @@ def fuse_first_convolutions(mace: torch.nn.Module) -> int:
         interaction.conv_fusion = True
         fused += 1
     return fused
+
+
+def unfuse_convolutions(mace: torch.nn.Module) -> int:
+    """Put e3nn's tensor products back (for benchmarking the fusion); return how many."""
+    restored = 0
+    for interaction in mace.interactions:
+        if isinstance(getattr(interaction, "conv_tp", None), ScalarFusedConvolution):
+            interaction.conv_tp = interaction.conv_tp.original
+            del interaction.conv_fusion
+            restored += 1
+    return restored

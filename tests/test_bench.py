@@ -14,8 +14,9 @@ from lpfm_insitu.cli import main
 def test_throughput_rows_are_measured_in_fresh_processes():
     section = run_throughput("default", sizes=(256,), precisions=("fp32",),
                              tasks=("classify", "denoise_step"), threads=1, repeats=1,
-                             log=lambda *_: None)
-    rows = {r["task"]: r for r in section["rows"]}
+                             compare_e3nn_at=256, log=lambda *_: None)
+    assert sorted(r["convolution"] for r in section["rows"]) == ["e3nn", "e3nn", "fused", "fused"]
+    rows = {r["task"]: r for r in section["rows"] if r["convolution"] == "fused"}
     assert set(rows) == {"classify", "denoise_step"}
     for row in rows.values():
         assert row["n_atoms"] == 256 and row["precision"] == "fp32"

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from lpfm_insitu.fused_convolution import ScalarFusedConvolution, fuse_first_convolutions
+from lpfm_insitu.fused_convolution import (ScalarFusedConvolution, fuse_first_convolutions,
+                                           unfuse_convolutions)
 from lpfm_insitu.model import DecoderConfig, ModelSpec, build_compact_mace, build_network, BackboneConfig
 from lpfm_insitu.modelfile import load_model, save_model
 from lpfm_insitu.inference import PhaseModel
@@ -52,6 +53,8 @@ def test_every_scalar_layer_is_fused_and_others_are_refused():
     assert fuse_first_convolutions(mace) == 2
     assert all(isinstance(i.conv_tp, ScalarFusedConvolution) for i in mace.interactions)
     assert fuse_first_convolutions(mace) == 0  # already fused
+    assert unfuse_convolutions(mace) == 2
+    assert not any(isinstance(i.conv_tp, ScalarFusedConvolution) for i in mace.interactions)
     vector_input = o3.TensorProduct("4x1o", "1x0e+1x1o", "4x1o+4x0e",
                                     [(0, 0, 0, "uvu", True), (0, 1, 1, "uvu", True)],
                                     shared_weights=False, internal_weights=False)

@@ -29,8 +29,8 @@ def plot_throughput(section: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for precision in sorted({r["precision"] for r in section["rows"]}):
         for task, style in (("classify", "o-"), ("denoise_step", "s--")):
-            rows = sorted((r for r in section["rows"]
-                           if r["precision"] == precision and r["task"] == task),
+            rows = sorted((r for r in section["rows"] if r["precision"] == precision
+                           and r["task"] == task and r.get("convolution", "fused") == "fused"),
                           key=lambda r: r["n_atoms"])
             if rows:
                 ax.plot([r["n_atoms"] for r in rows], [r["us_per_atom"] for r in rows], style,
@@ -55,10 +55,12 @@ def _throughput_md(section: dict, output: Path) -> list[str]:
              f"{section.get('lattice', '')}; {section.get('threads')} torch threads; best of "
              f"{section.get('repeats')} calls after a warm-up; each row in a fresh process "
              "(peak memory = peak resident size minus the size before the call, per atom).", "",
-             "| atoms | precision | task | us/atom | of which graph | peak KiB/atom |",
-             "|---|---|---|---|---|---|"]
+             "| atoms | precision | task | first-layer convolution | us/atom | of which graph | "
+             "peak KiB/atom |",
+             "|---|---|---|---|---|---|---|"]
     for r in section["rows"]:
         lines.append(f"| {r['n_atoms']} | {r['precision']} | {r['task'].replace('_', ' ')} | "
+                     f"{r.get('convolution', 'fused')} | "
                      f"{r['us_per_atom']:.1f} | {r['graph_us_per_atom']:.1f} | "
                      f"{r['peak_kib_per_atom']:.2f} |")
     scaling = section.get("scaling_largest_over_smallest", {})

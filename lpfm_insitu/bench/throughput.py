@@ -45,8 +45,12 @@ def crystal(n_atoms: int, seed: int = 3):
 
 
 def measure(model_name: str, n_atoms: int, precision: str, task: str, threads: int,
-            repeats: int) -> dict:
-    """One measurement in this process (the worker side)."""
+            repeats: int, convolution: str = "fused") -> dict:
+    """One measurement in this process (the worker side).
+
+    ``convolution="e3nn"`` swaps e3nn's tensor products back in place of the fused
+    first-layer convolutions, to show what the fusion buys.
+    """
     import torch
 
     from ..graph import periodic_graph
@@ -54,6 +58,10 @@ def measure(model_name: str, n_atoms: int, precision: str, task: str, threads: i
 
     torch.set_num_threads(threads)
     model = load_model(model_name).to("cpu", precision)
+    if convolution == "e3nn":
+        from ..fused_convolution import unfuse_convolutions
+
+        unfuse_convolutions(model.network.mace)
     atoms = crystal(n_atoms)
     n = len(atoms)
     scale = model.length_scale(atomic_volume=atoms.get_volume() / n)
@@ -77,6 +85,7 @@ def measure(model_name: str, n_atoms: int, precision: str, task: str, threads: i
             graph_times.append(graph_done - start)
     best = int(np.argmin(times))
     return {"n_atoms": n, "precision": precision, "task": task, "threads": threads,
+            "convolution": convolution,
             "us_per_atom": 1e6 * times[best] / n,
             "graph_us_per_atom": 1e6 * graph_times[best] / n,
             "peak_kib_per_atom": (_status_kib("VmHWM") - baseline_kib) / n,
@@ -85,25 +94,28 @@ def measure(model_name: str, n_atoms: int, precision: str, task: str, threads: i
 
 def run_throughput(model: str = "default", sizes=SIZES, precisions=PRECISIONS, tasks=TASKS,
                    threads: int = 2, repeats: int = 3, timeout: float = 1800,
-                   log=print) -> dict:
+                   compare_e3nn_at: int | None = 10_000, log=print) -> dict:
+    """Every (size, precision, task), plus fp32 with e3nn's convolution at one size."""
+    cases = [(n, p, t, "fused") for n in sizes for p in precisions for t in tasks]
+    if compare_e3nn_at:
+        cases += [(compare_e3nn_at, "fp32", t, "e3nn") for t in tasks]
     rows = []
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    for n_atoms in sizes:
-        for precision in precisions:
-            for task in tasks:
-                cmd = [sys.executable, "-m", "lpfm_insitu.bench.throughput", "--worker",
-                       "--model", model, "--atoms", str(n_atoms), "--precision", precision,
-                       "--task", task, "--threads", str(threads), "--repeats", str(repeats)]
-                done = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                                      timeout=timeout)
-                if done.returncode != 0:
-                    raise RuntimeError(f"throughput worker failed ({' '.join(cmd)}):\n"
-                                       f"{done.stderr[-3000:]}")
-                row = json.loads(done.stdout.strip().splitlines()[-1])
-                rows.append(row)
-                log(f"  {row['n_atoms']:>7} atoms {precision} {task:<13} "
-                    f"{row['us_per_atom']:7.1f} us/atom (graph {row['graph_us_per_atom']:.1f}), "
-                    f"peak {row['peak_kib_per_atom']:.2f} KiB/atom")
+    for n_atoms, precision, task, convolution in cases:
+        cmd = [sys.executable, "-m", "lpfm_insitu.bench.throughput", "--worker",
+               "--model", model, "--atoms", str(n_atoms), "--precision", precision,
+               "--task", task, "--threads", str(threads), "--repeats", str(repeats),
+               "--convolution", convolution]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"throughput worker failed ({' '.join(cmd)}):\n"
+                               f"{done.stderr[-3000:]}")
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        log(f"  {row['n_atoms']:>7} atoms {precision} {task:<13} {convolution:<5} "
+            f"{row['us_per_atom']:7.1f} us/atom (graph {row['graph_us_per_atom']:.1f}), "
+            f"peak {row['peak_kib_per_atom']:.2f} KiB/atom")
     return {"rows": rows, "threads": threads, "repeats": repeats, "model": model,
             "lattice": f"fcc Cu a={LATTICE} A, sigma 0.1 A"}
 
@@ -113,8 +125,8 @@ def scaling_summary(section: dict) -> dict:
     out = {}
     for precision in {r["precision"] for r in section["rows"]}:
         for task in {r["task"] for r in section["rows"]}:
-            rows = sorted((r for r in section["rows"]
-                           if r["precision"] == precision and r["task"] == task),
+            rows = sorted((r for r in section["rows"] if r["precision"] == precision
+                           and r["task"] == task and r.get("convolution", "fused") == "fused"),
                           key=lambda r: r["n_atoms"])
             if len(rows) > 1:
                 out[f"{precision}/{task}"] = rows[-1]["us_per_atom"] / rows[0]["us_per_atom"]
@@ -129,15 +141,16 @@ def main(argv=None) -> None:
     parser.add_argument("--task", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--convolution", default="fused", choices=("fused", "e3nn"))
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(measure(args.model, args.atoms[0], args.precision[0], args.task[0],
-                                 args.threads, args.repeats)))
+                                 args.threads, args.repeats, args.convolution)))
         return
     section = run_throughput(args.model, args.atoms, args.precision, args.task, args.threads,
-                             args.repeats)
+                             args.repeats, compare_e3nn_at=None)
     section["scaling_largest_over_smallest"] = scaling_summary(section)
     if args.json:
         with open(args.json, "w") as handle:

@@ -1,0 +1,391 @@
+'''What classifying in situ costs a LAMMPS run, against LAMMPS' own ``compute cna/atom``.
+
+    python -m lpfm_insitu.bench.insitu_overhead --model default --steps 1000 --repeat 2 --json out.json
+
+For each system (EAM Cu fcc, spline-MEAM Ti hcp, ~10^4 atoms, NVE from a lattice with
+velocities for ~600 K) the same run is launched three ways through ``mpirun``:
+
+* ``plain``: MD only;
+* ``lpfm``: MD + ``fix python/invoke EVERY end_of_step`` classifying every EVERY steps
+  (as in lammps_examples/insitu_classify/in.classify), with the ``comm_modify cutoff``
+  the model needs (receptive field + the default metal skin of 2 Å);
+* ``cna``: MD + ``compute cna/atom`` forced every EVERY steps by a ``fix print`` whose
+  text reduces it (count of atoms with the lattice's CNA code). ``fix print`` also
+  evaluates at step 0, but in the run's setup, which ``Loop time`` does not include.
+
+Wall time is LAMMPS' ``Loop time`` (the time-step loop only: model loading at the
+``python`` command and the run's setup are left out). Variants are interleaved
+(plain, lpfm, cna, plain, ...) so that a change of machine load hits all of them; the
+figures use the median per variant. Evidence that the work was really done is read
+back from every run: the number of classifications (the adapter's own counter) and
+the fraction of atoms labelled, and the number of CNA evaluations inside the loop.
+'''
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+VARIANTS = ("plain", "lpfm", "cna")
+SKIN = 2.0  # the default neighbor skin of units metal: ghosts need reach + skin
+TEMPERATURE = 600.0
+SEED = 4928459
+COMMON_OPS = ("A_cF4_225_a", "A_hP2_194_c", "A_cI2_229_a", "A_hP3_191_ad")
+
+# CNA codes of compute cna/atom: 1 fcc, 2 hcp.
+SYSTEMS = {
+    "cu_eam": dict(element="Cu", mass=63.546, structure="fcc", a=3.615, c_over_a=None,
+                   pair_style="eam/alloy", potential="Cu_mishin1.eam.alloy",
+                   phase="A_cF4_225_a", cna_code=1),
+    "ti_meam": dict(element="Ti", mass=47.867, structure="hcp", a=2.95, c_over_a=1.587,
+                    pair_style="meam/spline", potential="Ti.meam.spline",
+                    phase="A_hP2_194_c", cna_code=2),
+}
+
+TEMPLATE = """\
+# lpfm_insitu in-situ overhead benchmark: {system}, variant {variant}
+units           metal
+atom_style      atomic
+boundary        p p p
+{lattice}
+region          box block 0 {nx} 0 {ny} 0 {nz}
+create_box      1 box
+create_atoms    1 box
+mass            1 {mass}
+pair_style      {pair_style}
+pair_coeff      * * {potential} {element}
+timestep        0.001
+# twice the target: half goes into potential energy; loop geom = same on any rank count
+velocity        all create {t_start} {seed} mom yes rot yes dist gaussian loop geom
+fix             md all nve
+{variant_block}
+run             {steps}
+{after_run}"""
+
+LPFM_BLOCK = '''\
+comm_modify     cutoff {comm_cutoff}
+fix             lpfm all property/atom i_lpfm_phase d_lpfm_conf{op_column} ghost no
+# -1 before the first classification, so labels >= 0 afterwards prove it ran
+set             group all i_lpfm_phase -1
+# LAMMPS does not substitute ${{...}} inside quotes: the model goes through the environment
+shell           putenv LPFM_MODEL=${{lpfm_model}}
+python          lpfm_invoke here """
+from lpfm_insitu.lammps import configure
+from lpfm_insitu.bench.insitu_overhead import invocation_report
+lpfm_invoke = configure(model="$LPFM_MODEL", fix="lpfm", every={every},
+                        denoise_steps={denoise_steps}, ops={ops!r})
+lpfm_report = invocation_report(lpfm_invoke, {phase!r})
+"""
+fix             lpfm_run all python/invoke {every} end_of_step lpfm_invoke
+'''
+
+LPFM_AFTER = """\
+python          lpfm_report input 1 SELF format p exists
+python          lpfm_report invoke
+"""
+
+# Quotes keep $(...) from being substituted when the line is read: fix print evaluates it
+# (and so the reduce, the atom variable and compute cna/atom) at every print.
+CNA_BLOCK = """\
+compute         cna all cna/atom {cna_cutoff:.4f}
+variable        cna_match atom c_cna=={cna_code}
+compute         cna_count all reduce sum v_cna_match
+fix             cna_eval all print {every} "$(step) $(c_cna_count)" file cna_eval.txt screen no
+"""
+
+LOOP_RE = re.compile(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms")
+REPORT_RE = re.compile(r"LPFM_BENCH (.*)")
+
+
+def invocation_report(callback, phase: str | None):
+    """The function that LAMMPS calls after the run: counters of the in-situ classifier."""
+
+    def lpfm_report(lmpptr):
+        import numpy as np
+        from lammps import lammps
+        from mpi4py import MPI
+
+        from ..lammps.gather import custom_property
+
+        clf = callback.classifier
+        lmp = lammps(ptr=lmpptr)
+        n = int(lmp.extract_global("nlocal"))
+        labels = np.asarray(custom_property(lmp, "i_lpfm_phase", n))
+        want = clf.phases.index(phase) if phase in clf.phases else -2
+        comm = MPI.COMM_WORLD
+        counts = comm.allreduce(np.array([n, (labels >= 0).sum(), (labels == want).sum()],
+                                         dtype=np.int64))
+        # the slowest rank sets the pace
+        adapter = comm.allreduce(clf.timings.get("total", 0.0), op=MPI.MAX)
+        model = comm.allreduce(clf.timings.get("model", 0.0), op=MPI.MAX)
+        if comm.Get_rank() == 0:
+            print(f"LPFM_BENCH invocations={clf.invocations} atoms={counts[0]} "
+                  f"labelled={counts[1]} expected={counts[2]} adapter_s={adapter:.6f} "
+                  f"model_s={model:.6f}", flush=True)
+
+    return lpfm_report
+
+
+def _hcp_lattice(a: float, c_over_a: float) -> str:
+    from ..evaluation.md_templates import _hcp_lattice as orthohexagonal
+
+    return orthohexagonal(a, c_over_a)
+
+
+def cna_cutoff(structure: str, a: float, c_over_a: float | None = None) -> float:
+    """The cutoff the compute cna/atom documentation gives (between 1st and 2nd shell)."""
+    if structure == "fcc":
+        return 0.5 * (math.sqrt(2.0) / 2.0 + 1.0) * a
+    x = c_over_a / 1.633
+    return 0.5 * (1.0 + math.sqrt((4.0 + 2.0 * x * x) / 3.0)) * a
+
+
+def system_geometry(name: str, n_atoms_target: int) -> dict:
+    s = SYSTEMS[name]
+    a = s["a"]
+    if s["structure"] == "fcc":
+        n = max(1, round((n_atoms_target / 4) ** (1 / 3)))
+        cells, volume = (n, n, n), a ** 3 / 4
+        lattice = f"lattice         fcc {a}"
+    else:
+        # orthohexagonal 4-atom cell a x a*sqrt(3) x c: cell counts that keep the box ~cubic
+        dims = (a, a * math.sqrt(3.0), a * s["c_over_a"])
+        volume = dims[0] * dims[1] * dims[2] / 4
+        side = (n_atoms_target * volume) ** (1 / 3)
+        cells = tuple(max(1, round(side / d)) for d in dims)
+        lattice = _hcp_lattice(a, s["c_over_a"])
+    return {"cells": cells, "atomic_volume": volume, "lattice": lattice,
+            "n_atoms": 4 * cells[0] * cells[1] * cells[2],
+            "cna_cutoff": cna_cutoff(s["structure"], a, s["c_over_a"])}
+
+
+def model_needs(model: str, atomic_volume: float, denoise_steps: int) -> dict:
+    """Ghost reach of the model at this density (as the adapter computes it) and its ops."""
+    from ..lammps.insitu import InsituClassifier, InsituSettings
+
+    clf = InsituClassifier(InsituSettings(model=model, denoise_steps=denoise_steps,
+                                          verbose=False))
+    reach = clf.required_ghost_reach(clf.model.length_scale(atomic_volume=atomic_volume))
+    ops = [p for p in COMMON_OPS if p in clf.phases]
+    return {"reach": reach, "ops": ops, "phases": list(clf.phases)}
+
+
+def render(name: str, variant: str, geometry: dict, steps: int, every: int,
+           needs: dict | None = None, denoise_steps: int = 0) -> str:
+    s = SYSTEMS[name]
+    block, after = "", ""
+    if variant == "lpfm":
+        ops = needs["ops"] or None
+        block = LPFM_BLOCK.format(
+            comm_cutoff=math.ceil((needs["reach"] + SKIN) * 100) / 100,
+            op_column=f" d2_lpfm_op {len(ops)}" if ops else "", every=every,
+            denoise_steps=int(denoise_steps), ops=ops, phase=s["phase"])
+        after = LPFM_AFTER
+    elif variant == "cna":
+        block = CNA_BLOCK.format(cna_cutoff=geometry["cna_cutoff"], cna_code=s["cna_code"],
+                                 every=every)
+    nx, ny, nz = geometry["cells"]
+    return TEMPLATE.format(system=name, variant=variant, lattice=geometry["lattice"],
+                           nx=nx, ny=ny, nz=nz, mass=s["mass"], pair_style=s["pair_style"],
+                           potential=s["potential"], element=s["element"],
+                           t_start=2 * TEMPERATURE, seed=SEED, variant_block=block,
+                           steps=steps, after_run=after)
+
+
+def _launch(folder: Path, n_ranks: int, model: str, timeout: float) -> tuple[list[str], str]:
+    """mpirun -np N lmp in its own process group, killed as a group on timeout."""
+    from ..evaluation.md_templates import potential_directory
+    from ..lammps.launch import lammps_environment, lmp_executable, mpirun_prefix
+
+    cmd = mpirun_prefix(n_ranks) + [lmp_executable(), "-in", "in.lammps", "-log", "log.lammps",
+                                    "-nocite", "-var", "lpfm_model", model]
+    env = lammps_environment()
+    env["LAMMPS_POTENTIALS"] = str(potential_directory())
+    proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+                out, _ = proc.communicate(timeout=15)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                out = ""
+        raise RuntimeError(_failure(f"LAMMPS did not finish within {timeout:g} s", cmd,
+                                    folder, out))
+    if proc.returncode != 0:
+        raise RuntimeError(_failure(f"LAMMPS failed (exit {proc.returncode})", cmd, folder, out))
+    return cmd, out
+
+
+def _failure(what: str, cmd: list[str], folder: Path, out: str | None) -> str:
+    return (f"{what} in {folder}\ncommand: {' '.join(cmd)}\n--- last output ---\n"
+            f"{(out or '')[-4000:]}")
+
+
+def run_one(name: str, variant: str, folder: Path, text: str, ranks: int, model: str,
+            timeout: float) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "in.lammps").write_text(text)
+    cmd, out = _launch(folder, ranks, model, timeout)
+    loop = LOOP_RE.search(out)
+    if loop is None:
+        raise RuntimeError(_failure("no 'Loop time' line in LAMMPS' output", cmd, folder, out))
+    version = re.search(r"LAMMPS \(([^)]*)\)", out)
+    run = {"wall_s": float(loop.group(1)), "procs": int(loop.group(2)),
+           "n_atoms": int(loop.group(4)), "lammps_version": version.group(1) if version else None,
+           "command": " ".join(cmd),
+           "warnings": sorted({ln.strip() for ln in out.splitlines() if ln.startswith("WARNING")})}
+    if variant == "lpfm":
+        report = REPORT_RE.search(out)
+        if report is None:
+            raise RuntimeError(_failure("the LPFM run printed no LPFM_BENCH line", cmd, folder, out))
+        fields = dict(kv.split("=") for kv in report.group(1).split())
+        run.update(invocations=int(fields["invocations"]),
+                   labelled_fraction=int(fields["labelled"]) / int(fields["atoms"]),
+                   expected_fraction=int(fields["expected"]) / int(fields["atoms"]),
+                   adapter_s=float(fields["adapter_s"]), model_s=float(fields["model_s"]))
+    elif variant == "cna":
+        rows = [line.split() for line in (folder / "cna_eval.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+        inside = [r for r in rows if int(r[0]) > 0]  # step 0 is the run's setup, not timed
+        run.update(invocations=len(inside),
+                   expected_fraction=float(inside[-1][1]) / run["n_atoms"] if inside else 0.0)
+    return run
+
+
+def _summarise(runs: dict, n_atoms: int) -> dict:
+    wall = {v: [r["wall_s"] for r in runs[v]] for v in VARIANTS}
+    median = {v: statistics.median(w) for v, w in wall.items()}
+    out = {"wall_s": wall, "median_s": median}
+    for v in ("lpfm", "cna"):
+        calls = statistics.median(r["invocations"] for r in runs[v])
+        extra = median[v] - median["plain"]
+        out[f"ratio_{v}_to_plain"] = median[v] / median["plain"]
+        out[f"{v}_invocations"] = [r["invocations"] for r in runs[v]]
+        out[f"{v}_extra_s"] = extra
+        out[f"{v}_s_per_invocation"] = extra / calls if calls else float("nan")
+        out[f"{v}_us_per_atom_per_invocation"] = (1e6 * extra / calls / n_atoms
+                                                 if calls else float("nan"))
+        out[f"{v}_expected_fraction"] = [r["expected_fraction"] for r in runs[v]]
+    out["lpfm_labelled_fraction"] = [r["labelled_fraction"] for r in runs["lpfm"]]
+    # the adapter's own clock (slowest rank, all invocations): the rest of the extra wall
+    # time is the wider ghost shell the model needs, communicated at every step
+    out["lpfm_adapter_s"] = [r["adapter_s"] for r in runs["lpfm"]]
+    out["lpfm_model_s"] = [r["model_s"] for r in runs["lpfm"]]
+    return out
+
+
+def _load() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def run_insitu_overhead(model: str = "default", systems=("cu_eam", "ti_meam"),
+                        n_atoms_target: int = 10000, ranks: int = 2, steps: int = 1000,
+                        every: int = 100, repeat: int = 2, denoise_steps: int = 0,
+                        workdir=None, log=print, timeout: float = 1800.0) -> dict:
+    """Wall time of plain MD, MD + LPFM and MD + compute cna/atom; see the module docstring.
+
+    Returns a JSON-serialisable dict {"systems": {name: figures}, "settings": {...}}.
+    ``workdir`` keeps every run's input, log and outputs (default: a temporary folder).
+    """
+    if model and Path(model).expanduser().exists():  # LAMMPS runs in another folder
+        model = str(Path(model).expanduser().resolve())
+    settings = {"model": model, "ranks": ranks, "steps": steps, "every": every,
+                "repeat": repeat, "denoise_steps": denoise_steps, "n_atoms_target": n_atoms_target,
+                "temperature_K": TEMPERATURE, "ensemble": "nve", "timestep_ps": 0.001,
+                "omp_threads_per_rank": os.environ.get("OMP_NUM_THREADS", "1"),
+                "order": "interleaved " + ", ".join(VARIANTS) + " per round",
+                "wall_time": "LAMMPS 'Loop time' (time-step loop; setup and model loading excluded)",
+                "cna_evaluation": f"fix print every {every} reducing compute cna/atom (also at "
+                                  "step 0, in the run's setup, outside Loop time)",
+                "per_atom_cost": "extra wall seconds (median - plain median) / invocations / "
+                                 f"all atoms, on {ranks} ranks",
+                "load_average_before": _load()}
+    started = time.time()
+    result = {"systems": {}, "settings": settings}
+    with tempfile.TemporaryDirectory(prefix="lpfm_insitu_overhead_") as tmp:
+        root = Path(workdir) if workdir else Path(tmp)
+        for name in systems:
+            if name not in SYSTEMS:
+                raise ValueError(f"unknown system {name!r}; choose from {sorted(SYSTEMS)}")
+            geometry = system_geometry(name, n_atoms_target)
+            needs = model_needs(model, geometry["atomic_volume"], denoise_steps)
+            texts = {v: render(name, v, geometry, steps, every, needs, denoise_steps)
+                     for v in VARIANTS}
+            runs = {v: [] for v in VARIANTS}
+            for k in range(repeat):
+                for variant in VARIANTS:
+                    run = run_one(name, variant, root / name / f"{variant}_{k}", texts[variant],
+                                  ranks, model, timeout)
+                    runs[variant].append(run)
+                    extra = (f", {run['invocations']} evaluations in the loop"
+                             if variant != "plain" else "")
+                    log(f"insitu_overhead: {name} round {k + 1}/{repeat} {variant:5s} "
+                        f"{run['n_atoms']} atoms {ranks} ranks {steps} steps: "
+                        f"{run['wall_s']:.2f} s{extra} (load {_load()})")
+            n_atoms = runs["plain"][0]["n_atoms"]
+            figures = _summarise(runs, n_atoms)
+            s = SYSTEMS[name]
+            result["systems"][name] = {
+                "n_atoms": n_atoms, "cells": list(geometry["cells"]),
+                "pair_style": s["pair_style"], "potential": s["potential"],
+                "structure": s["structure"], "lattice_a": s["a"], "c_over_a": s["c_over_a"],
+                "comm_cutoff_lpfm": math.ceil((needs["reach"] + SKIN) * 100) / 100,
+                "model_reach": needs["reach"], "cna_cutoff": geometry["cna_cutoff"],
+                **figures,
+                "warnings": sorted({w for v in VARIANTS for r in runs[v] for w in r["warnings"]}),
+            }
+            log(f"insitu_overhead: {name}: lpfm/plain {figures['ratio_lpfm_to_plain']:.2f}, "
+                f"cna/plain {figures['ratio_cna_to_plain']:.3f}; per invocation lpfm "
+                f"{figures['lpfm_us_per_atom_per_invocation']:.2f} us/atom, cna "
+                f"{figures['cna_us_per_atom_per_invocation']:.3f} us/atom")
+            settings["lammps_version"] = runs["plain"][0]["lammps_version"]
+            settings["example_command"] = runs["lpfm"][0]["command"]
+    settings["load_average_after"] = _load()
+    settings["wall_s_total"] = round(time.time() - started, 1)
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="default", help="shipped model name or model file")
+    p.add_argument("--systems", nargs="+", default=["cu_eam", "ti_meam"], choices=sorted(SYSTEMS))
+    p.add_argument("--atoms", type=int, default=10000, help="target number of atoms")
+    p.add_argument("--ranks", type=int, default=2)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--every", type=int, default=100)
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--denoise-steps", type=int, default=0)
+    p.add_argument("--workdir", help="keep every run's files here (default: temporary)")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per LAMMPS run")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    result = run_insitu_overhead(args.model, systems=tuple(args.systems),
+                                 n_atoms_target=args.atoms, ranks=args.ranks, steps=args.steps,
+                                 every=args.every, repeat=args.repeat,
+                                 denoise_steps=args.denoise_steps, workdir=args.workdir,
+                                 timeout=args.timeout)
+    text = json.dumps(result, indent=1)
+    if args.json:
+        Path(args.json).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
