@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="any file ASE reads (LAMMPS text dumps included)")
     p.add_argument("--model", default="default", help="shipped model name or model file")
     p.add_argument("--denoise-steps", type=int, default=0)
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="stop denoising once no atom moves more than this (length units)")
     p.add_argument("--nn-distance", type=float, default=None,
                    help="density-equivalent nearest-neighbour distance in Å (the FCC NN "
                         "distance at the input's volume per atom); default: from the cell")

@@ -70,6 +70,7 @@ class PhaseResult:
     logits: np.ndarray  # (n, n_phases): the order parameters
     displacement: np.ndarray  # (n, 3) denoising displacement, input length units
     history: list[dict] = field(default_factory=list)  # per denoising step: labels, logits
+    denoise_steps_done: int = 0  # fewer than asked when a tolerance stopped the run early
 
     @property
     def label_names(self) -> list[str]:
@@ -188,9 +189,16 @@ class PhaseModel:
     # --- whole workflows -------------------------------------------------------------------
 
     def classify_atoms(self, atoms, *, denoise_steps: int = 0, nn_distance: float | None = None,
-                       candidates: Sequence[str] | None = None, keep_history: bool = False
-                       ) -> PhaseResult:
-        """Classify an ``ase.Atoms`` (periodic, or open with ``nn_distance`` given)."""
+                       candidates: Sequence[str] | None = None, keep_history: bool = False,
+                       tolerance: float | None = None) -> PhaseResult:
+        """Classify an ``ase.Atoms`` (periodic, or open with ``nn_distance`` given).
+
+        ``tolerance`` (input length units) ends denoising early, once no atom moved further
+        than it in a step. Subdomains (MPI) always run their ``denoise_steps``: stopping
+        early on one rank only would leave the others waiting in a halo exchange.
+        """
+        if tolerance is not None and not tolerance > 0:
+            raise ValueError(f"tolerance must be a positive length, got {tolerance}")
         positions = np.asarray(atoms.get_positions(), dtype=np.float64)
         check_positions(positions)
         pbc = np.asarray(atoms.pbc, dtype=bool)
@@ -212,7 +220,7 @@ class PhaseModel:
             return periodic_graph(model_positions, cell, pbc, self.cutoff)
 
         return self._run(positions, scale, len(positions), graph_of, NoHalo(), denoise_steps,
-                         candidates, keep_history)
+                         candidates, keep_history, tolerance=tolerance)
 
     def classify_subdomain(self, positions: np.ndarray, n_local: int, length_scale: float,
                            halo: HaloExchange, *, denoise_steps: int = 0,
@@ -234,15 +242,16 @@ class PhaseModel:
                          candidates, False, max_atoms_per_chunk)
 
     def _run(self, positions, scale, n_owned, graph_of, halo, denoise_steps, candidates,
-             keep_history, max_atoms_per_chunk=None) -> PhaseResult:
+             keep_history, max_atoms_per_chunk=None, tolerance=None) -> PhaseResult:
         cand = self.candidate_indices(candidates)
         if denoise_steps < 0:
             raise ValueError(f"denoise_steps must be >= 0, got {denoise_steps}")
         current = positions * scale
         start_local = current[:n_owned].copy()
         history = []
+        converged = False
         for step in range(denoise_steps + 1):
-            need_gradient = step < denoise_steps
+            need_gradient = step < denoise_steps and not converged
             logits, gradient = self._evaluate(current, n_owned, graph_of, cand, need_gradient,
                                               max_atoms_per_chunk)
             if keep_history:
@@ -253,12 +262,16 @@ class PhaseModel:
                 move = self.step_size * score
                 norm = np.linalg.norm(move, axis=1, keepdims=True)
                 move *= np.minimum(1.0, self.max_step / np.maximum(norm, 1e-12))
+                if tolerance is not None and len(move):
+                    converged = float(np.linalg.norm(move, axis=1).max()) / scale < tolerance
                 moved_local = current[:n_owned] + move
                 current = current + halo.forward(moved_local - current[:n_owned])
-        labels, confidence, probability = self._labels(logits, cand, denoise_steps)
+            else:
+                break
+        labels, confidence, probability = self._labels(logits, cand, step)
         displacement = (current[:n_owned] - start_local) / scale
         return PhaseResult(self.phases, labels, confidence, probability, logits, displacement,
-                           history)
+                           history, denoise_steps_done=step)
 
     def _evaluate(self, model_positions, n_owned, graph_of, cand, need_gradient,
                   max_atoms_per_chunk):

@@ -101,6 +101,7 @@ def classify_command(args) -> int:
     candidates = args.candidates.split(",") if args.candidates else None
     frames = read_frames(args.input, args.index, args.format)
     results = [model.classify_atoms(atoms, denoise_steps=args.denoise_steps,
+                                    tolerance=getattr(args, "tolerance", None),
                                     nn_distance=args.nn_distance, candidates=candidates)
                for atoms in frames]
     if args.output:

@@ -190,3 +190,15 @@ def test_bf16_runs_with_the_shipped_correlation_3_model():
     bf16 = load_model("default", precision="bf16").classify_atoms(atoms, denoise_steps=1)
     assert (fp32.labels == bf16.labels).mean() > 0.95
     assert np.abs(fp32.logits - bf16.logits).max() < 1.0
+
+
+def test_denoising_stops_at_the_tolerance(small_model):
+    atoms = _rattled_fcc(seed=4)
+    full = small_model.classify_atoms(atoms, denoise_steps=4, keep_history=True)
+    assert full.denoise_steps_done == 4 and len(full.history) == 5
+    early = small_model.classify_atoms(atoms, denoise_steps=4, tolerance=1e3, keep_history=True)
+    assert early.denoise_steps_done == 1 and len(early.history) == 2
+    # one step taken, then the final answer is evaluated where that step ended
+    np.testing.assert_allclose(early.logits, full.history[1]["logits"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="tolerance"):
+        small_model.classify_atoms(atoms, denoise_steps=2, tolerance=0.0)
