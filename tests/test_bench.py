@@ -55,3 +55,21 @@ def test_accuracy_table_and_report(tmp_path):
 def test_unknown_section_is_named(tmp_path, capsys):
     assert main(["bench", "--sections", "speed", "--output", str(tmp_path)]) == 2
     assert "speed" in capsys.readouterr().err
+
+
+def test_accuracy_from_eval_checks_the_model_file(tmp_path):
+    from lpfm_insitu.bench.accuracy import accuracy_from_eval
+
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(b"weights")
+    import hashlib
+
+    md = {"systems": {"Cu_fcc": _md_entry("A_cF4_225_a", 0.7, 0.97)}, "model_threshold": 3.0}
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"md": md, "meta": {"model": {
+        "sha256": hashlib.sha256(b"weights").hexdigest()}}}))
+    section = accuracy_from_eval(results, model)
+    assert section["table"]["Cu_fcc"]["LPFM step 0"] == pytest.approx(0.7)
+    model.write_bytes(b"other weights")
+    with pytest.raises(ValueError, match="another model file"):
+        accuracy_from_eval(results, model)

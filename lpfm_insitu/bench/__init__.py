@@ -23,6 +23,9 @@ def register_command(subparsers) -> None:
                    help="comma-separated subset of " + ",".join(SECTIONS) + "; sections not "
                         "run keep their previous results from OUTPUT/results.json")
     p.add_argument("--threads", type=int, default=2, help="torch threads for throughput")
+    p.add_argument("--eval-results", default=None,
+                   help="take the accuracy section from this `lpfm eval` results.json (same "
+                        "model file, checked by its sha256) instead of recomputing it")
     p.add_argument("--quick", action="store_true",
                    help="small sizes and few repeats (a smoke run, not figures to quote)")
     p.set_defaults(func=_run)

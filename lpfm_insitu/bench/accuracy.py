@@ -8,6 +8,10 @@ module only runs them and lays the figures out side by side.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 from ..evaluation.md_eval import run_md
 from ..evaluation.md_snapshots import DEFAULT_CACHE
 
@@ -48,3 +52,17 @@ def run_accuracy(model, cache=DEFAULT_CACHE, max_frames: int = 2, n_ranks: int =
     return {"table": accuracy_table(section), "columns": [c for c, _ in COLUMNS],
             "model_threshold": section["model_threshold"], "max_frames": max_frames,
             "wall_s": section["wall_s"]}
+
+
+def accuracy_from_eval(results_path: Path, model_path: Path) -> dict:
+    """The section from an ``lpfm eval`` results.json, if it was made with this model file."""
+    results = json.loads(Path(results_path).read_text())
+    digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
+    evaluated = results.get("meta", {}).get("model", {}).get("sha256")
+    if evaluated != digest:
+        raise ValueError(f"{results_path} evaluated another model file (sha256 {evaluated}, "
+                         f"this one {digest}): rerun `lpfm eval` or drop --eval-results")
+    md = results["md"]
+    return {"table": accuracy_table(md), "columns": [c for c, _ in COLUMNS],
+            "model_threshold": md["model_threshold"], "max_frames": md.get("max_frames"),
+            "wall_s": md.get("wall_s"), "from": str(results_path)}

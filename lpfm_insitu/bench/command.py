@@ -54,9 +54,11 @@ def _parallel(args) -> dict:
 
 
 def _accuracy(args) -> dict:
-    from ..modelfile import load_model
-    from .accuracy import run_accuracy
+    from ..modelfile import load_model, resolve_model_path
+    from .accuracy import accuracy_from_eval, run_accuracy
 
+    if args.eval_results:
+        return accuracy_from_eval(Path(args.eval_results), resolve_model_path(args.model))
     import torch
 
     torch.set_num_threads(args.threads)
@@ -73,6 +75,8 @@ def command_line(args) -> str:
         parts += ["--threads", str(args.threads)]
     if args.quick:
         parts.append("--quick")
+    if getattr(args, "eval_results", None):
+        parts += ["--eval-results", str(args.eval_results)]
     return " ".join(parts)
 
 

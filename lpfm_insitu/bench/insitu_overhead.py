@@ -230,8 +230,10 @@ def _launch(folder: Path, n_ranks: int, model: str, timeout: float) -> tuple[lis
 
 
 def _failure(what: str, cmd: list[str], folder: Path, out: str | None) -> str:
-    return (f"{what} in {folder}\ncommand: {' '.join(cmd)}\n--- last output ---\n"
-            f"{(out or '')[-4000:]}")
+    # mpirun's own epilogue can push LAMMPS' ERROR line out of the tail: name it first
+    errors = [ln for ln in (out or "").splitlines() if "ERROR" in ln][:5]
+    return (f"{what} in {folder}\n" + "".join(f"{ln}\n" for ln in errors)
+            + f"command: {' '.join(cmd)}\n--- last output ---\n{(out or '')[-4000:]}")
 
 
 def run_one(name: str, variant: str, folder: Path, text: str, ranks: int, model: str,
