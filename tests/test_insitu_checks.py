@@ -89,3 +89,16 @@ def test_triclinic_box(checks):
     assert np.abs(data["tilts"]).max() > 1.0
     ref = _reference(checks["model"], data, np.ones(len(data["ids"]), bool), denoise_steps=1)
     _assert_equal(checks["model"], data, ref)
+
+
+def test_default_threads_share_the_node_unless_omp_num_threads_is_set(monkeypatch):
+    import os
+
+    from lpfm_insitu.lammps.insitu import default_threads
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert default_threads(1) == cores
+    assert default_threads(cores * 4) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads(2) is None

@@ -153,7 +153,8 @@ def configure(*, model: str = "default", fix: str = "lpfm", every: int | None = 
     precision: "fp32" (default), "bf16" (CPU or GPU autocast) or "fp16" (GPU only).
     device: "auto" (the GPU of this rank's node-local index if CUDA is present, else
         the CPU), "cpu", "cuda" or "cuda:K".
-    threads: torch CPU threads per rank (default: torch's, i.e. OMP_NUM_THREADS).
+    threads: torch CPU threads per rank (default: OMP_NUM_THREADS if set, else the node's
+        cores shared among the node's ranks).
     max_atoms_per_chunk: evaluate large subdomains in slabs of this many owned atoms
         (less memory, same answers).
     check_ghosts: "always" (every invocation, default), "first", or "never".
@@ -403,6 +404,7 @@ class InsituClassifier:
         self._sync = ErrorSync(self._comm, self.settings.error_timeout)
         node = world.Split_type(MPI.COMM_TYPE_SHARED)
         self.node_rank = node.Get_rank()  # picks this rank's GPU
+        self.node_ranks = node.Get_size()
         node.Free()
 
     def _setup(self, lmp) -> None:
@@ -442,10 +444,11 @@ class InsituClassifier:
             try:
                 self.device = self._pick_device()
                 self.model.to(self.device, s.precision)
-                if s.threads:
+                threads = s.threads or default_threads(self.node_ranks)
+                if threads:
                     import torch
 
-                    torch.set_num_threads(int(s.threads))
+                    torch.set_num_threads(int(threads))
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"cannot put the model on device {s.device!r} with precision "
                                 f"{s.precision!r}: {exc}")
@@ -716,6 +719,18 @@ def _cached_model(path: str, load_model):
                       step_size=base.step_size, max_step=base.max_step,
                       step_thresholds=base.step_thresholds,
                       metadata=dict(base.metadata), device=base.device)
+
+
+def default_threads(ranks_on_node: int) -> int | None:
+    """Torch threads per rank when neither configure(threads=) nor OMP_NUM_THREADS says.
+
+    torch would start one thread per core in every rank; with several ranks per node the
+    threads outnumber the cores and spin against each other. Share the node's cores.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None  # the user's (or the launcher's) setting stands
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, ranks_on_node))
 
 
 def _has_column(lmp, name: str) -> bool:
