@@ -187,6 +187,10 @@ class LPFMNetwork(torch.nn.Module):
             if isinstance(module, SymmetricContraction):
                 keep_in_fp32(module)
         fuse_first_convolutions(self.mace)
+        if decoder.standardize:
+            # standardising divides by each feature's spread, which can be 1e-3 of its
+            # value: in bf16 (3 significant digits) that would be rounding noise
+            keep_in_fp32(self.decoder)
         if freeze_backbone:
             for p in self.mace.parameters():
                 p.requires_grad_(False)

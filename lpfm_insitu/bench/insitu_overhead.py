@@ -1,6 +1,7 @@
 '''What classifying in situ costs a LAMMPS run, against LAMMPS' own ``compute cna/atom``.
 
-    python -m lpfm_insitu.bench.insitu_overhead --model default --steps 1000 --repeat 2 --json out.json
+    python -m lpfm_insitu.bench.insitu_overhead --model default --steps 1000 --repeat 2 \
+        --json out.json
 
 For each system (EAM Cu fcc, spline-MEAM Ti hcp, ~10^4 atoms, NVE from a lattice with
 velocities for ~600 K) the same run is launched three ways through ``mpirun``:
@@ -127,10 +128,11 @@ def invocation_report(callback, phase: str | None):
         # the slowest rank sets the pace
         adapter = comm.allreduce(clf.timings.get("total", 0.0), op=MPI.MAX)
         model = comm.allreduce(clf.timings.get("model", 0.0), op=MPI.MAX)
+        last = comm.allreduce(clf.last.get("total", 0.0), op=MPI.MAX)  # past torch's warm-up
         if comm.Get_rank() == 0:
             print(f"LPFM_BENCH invocations={clf.invocations} atoms={counts[0]} "
                   f"labelled={counts[1]} expected={counts[2]} adapter_s={adapter:.6f} "
-                  f"model_s={model:.6f}", flush=True)
+                  f"model_s={model:.6f} last_s={last:.6f}", flush=True)
 
     return lpfm_report
 
@@ -245,19 +247,22 @@ def run_one(name: str, variant: str, folder: Path, text: str, ranks: int, model:
     if loop is None:
         raise RuntimeError(_failure("no 'Loop time' line in LAMMPS' output", cmd, folder, out))
     version = re.search(r"LAMMPS \(([^)]*)\)", out)
+    cpu = re.search(r"([0-9.]+)% CPU use", out)  # CPU time / wall: how much the machine gave us
     run = {"wall_s": float(loop.group(1)), "procs": int(loop.group(2)),
            "n_atoms": int(loop.group(4)), "lammps_version": version.group(1) if version else None,
-           "command": " ".join(cmd),
+           "command": " ".join(cmd), "cpu_use_percent": float(cpu.group(1)) if cpu else None,
            "warnings": sorted({ln.strip() for ln in out.splitlines() if ln.startswith("WARNING")})}
     if variant == "lpfm":
         report = REPORT_RE.search(out)
         if report is None:
-            raise RuntimeError(_failure("the LPFM run printed no LPFM_BENCH line", cmd, folder, out))
+            raise RuntimeError(_failure("the LPFM run printed no LPFM_BENCH line", cmd, folder,
+                                        out))
         fields = dict(kv.split("=") for kv in report.group(1).split())
         run.update(invocations=int(fields["invocations"]),
                    labelled_fraction=int(fields["labelled"]) / int(fields["atoms"]),
                    expected_fraction=int(fields["expected"]) / int(fields["atoms"]),
-                   adapter_s=float(fields["adapter_s"]), model_s=float(fields["model_s"]))
+                   adapter_s=float(fields["adapter_s"]), model_s=float(fields["model_s"]),
+                   adapter_last_s=float(fields["last_s"]))
     elif variant == "cna":
         rows = [line.split() for line in (folder / "cna_eval.txt").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
@@ -286,6 +291,8 @@ def _summarise(runs: dict, n_atoms: int) -> dict:
     # time is the wider ghost shell the model needs, communicated at every step
     out["lpfm_adapter_s"] = [r["adapter_s"] for r in runs["lpfm"]]
     out["lpfm_model_s"] = [r["model_s"] for r in runs["lpfm"]]
+    out["lpfm_adapter_last_invocation_s"] = [r["adapter_last_s"] for r in runs["lpfm"]]
+    out["cpu_use_percent"] = {v: [r["cpu_use_percent"] for r in runs[v]] for v in VARIANTS}
     return out
 
 
@@ -308,11 +315,12 @@ def run_insitu_overhead(model: str = "default", systems=("cu_eam", "ti_meam"),
     if model and Path(model).expanduser().exists():  # LAMMPS runs in another folder
         model = str(Path(model).expanduser().resolve())
     settings = {"model": model, "ranks": ranks, "steps": steps, "every": every,
-                "repeat": repeat, "denoise_steps": denoise_steps, "n_atoms_target": n_atoms_target,
+                "repeat": repeat, "denoise_steps": denoise_steps,
+                "n_atoms_target": n_atoms_target,
                 "temperature_K": TEMPERATURE, "ensemble": "nve", "timestep_ps": 0.001,
                 "omp_threads_per_rank": os.environ.get("OMP_NUM_THREADS", "1"),
                 "order": "interleaved " + ", ".join(VARIANTS) + " per round",
-                "wall_time": "LAMMPS 'Loop time' (time-step loop; setup and model loading excluded)",
+                "wall_time": "LAMMPS 'Loop time' (the time-step loop: no setup, no model loading)",
                 "cna_evaluation": f"fix print every {every} reducing compute cna/atom (also at "
                                   "step 0, in the run's setup, outside Loop time)",
                 "per_atom_cost": "extra wall seconds (median - plain median) / invocations / "
@@ -339,7 +347,8 @@ def run_insitu_overhead(model: str = "default", systems=("cu_eam", "ti_meam"),
                              if variant != "plain" else "")
                     log(f"insitu_overhead: {name} round {k + 1}/{repeat} {variant:5s} "
                         f"{run['n_atoms']} atoms {ranks} ranks {steps} steps: "
-                        f"{run['wall_s']:.2f} s{extra} (load {_load()})")
+                        f"{run['wall_s']:.2f} s{extra} ({run['cpu_use_percent']}% CPU use, "
+                        f"load {_load()})")
             n_atoms = runs["plain"][0]["n_atoms"]
             figures = _summarise(runs, n_atoms)
             s = SYSTEMS[name]
