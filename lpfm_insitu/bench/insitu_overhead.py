@@ -32,6 +32,7 @@ import re
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -137,12 +138,6 @@ def invocation_report(callback, phase: str | None):
     return lpfm_report
 
 
-def _hcp_lattice(a: float, c_over_a: float) -> str:
-    from ..evaluation.md_templates import _hcp_lattice as orthohexagonal
-
-    return orthohexagonal(a, c_over_a)
-
-
 def cna_cutoff(structure: str, a: float, c_over_a: float | None = None) -> float:
     """The cutoff the compute cna/atom documentation gives (between 1st and 2nd shell)."""
     if structure == "fcc":
@@ -152,6 +147,8 @@ def cna_cutoff(structure: str, a: float, c_over_a: float | None = None) -> float
 
 
 def system_geometry(name: str, n_atoms_target: int) -> dict:
+    from ..evaluation.md_templates import _hcp_lattice  # the evaluation's hcp Ti, reused
+
     s = SYSTEMS[name]
     a = s["a"]
     if s["structure"] == "fcc":
@@ -390,7 +387,8 @@ def main(argv=None) -> int:
                                  n_atoms_target=args.atoms, ranks=args.ranks, steps=args.steps,
                                  every=args.every, repeat=args.repeat,
                                  denoise_steps=args.denoise_steps, workdir=args.workdir,
-                                 timeout=args.timeout)
+                                 timeout=args.timeout,
+                                 log=lambda msg: print(msg, file=sys.stderr, flush=True))
     text = json.dumps(result, indent=1)
     if args.json:
         Path(args.json).write_text(text)
