@@ -14,7 +14,10 @@ from lpfm_insitu.cli import main
 def test_throughput_rows_are_measured_in_fresh_processes():
     section = run_throughput("default", sizes=(256,), precisions=("fp32",),
                              tasks=("classify", "denoise_step"), threads=1, repeats=1,
-                             compare_e3nn_at=256, log=lambda *_: None)
+                             compare_e3nn_at=256, profile_at=256, log=lambda *_: None)
+    blocks = section["profile"]["us_per_atom"]
+    assert blocks["whole forward"] > blocks["decoder"] > 0
+    assert blocks["whole forward"] >= max(v for k, v in blocks.items() if k.startswith("mace."))
     assert sorted(r["convolution"] for r in section["rows"]) == ["e3nn", "e3nn", "fused", "fused"]
     rows = {r["task"]: r for r in section["rows"] if r["convolution"] == "fused"}
     assert set(rows) == {"classify", "denoise_step"}

@@ -31,7 +31,8 @@ def _throughput(args) -> dict:
     sizes = (1_000,) if args.quick else (1_000, 10_000, 100_000)
     section = run_throughput(args.model, sizes=sizes, threads=args.threads,
                              repeats=1 if args.quick else 3,
-                             compare_e3nn_at=sizes[0] if args.quick else 10_000, log=_log)
+                             compare_e3nn_at=sizes[0] if args.quick else 10_000,
+                             profile_at=sizes[0] if args.quick else 10_000, log=_log)
     section["scaling_largest_over_smallest"] = scaling_summary(section)
     return section
 

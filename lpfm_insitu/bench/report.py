@@ -67,6 +67,14 @@ def _throughput_md(section: dict, output: Path) -> list[str]:
     if scaling:
         lines += ["", "Scaling (us/atom at the largest size over the smallest; 1.0 = linear in "
                   "atoms): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(scaling.items())) + "."]
+    profile = section.get("profile")
+    if profile:
+        lines += ["", f"Where one forward pass goes ({profile['n_atoms']} atoms, "
+                  f"{profile['threads']} threads; blocks nest, so parents include children):", "",
+                  "| block | us/atom |", "|---|---|"]
+        for name, value in sorted(profile["us_per_atom"].items(), key=lambda kv: -kv[1]):
+            if value >= 0.05:
+                lines.append(f"| {name} | {value:.2f} |")
     plot_throughput(section, output / "throughput.png")
     lines += ["", "![throughput](throughput.png)", ""]
     return lines

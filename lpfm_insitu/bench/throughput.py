@@ -92,9 +92,56 @@ def measure(model_name: str, n_atoms: int, precision: str, task: str, threads: i
             "repeats": repeats}
 
 
+def profile_forward(model_name: str, n_atoms: int, threads: int, repeats: int = 3) -> dict:
+    """Where a forward pass spends its time: us/atom per network block (forward hooks).
+
+    Blocks are timed around their own forward call, so nested blocks overlap their
+    parents; the graph build is timed separately. Best of ``repeats`` after a warm-up.
+    """
+    import torch
+
+    from ..graph import periodic_graph
+    from ..modelfile import load_model
+
+    torch.set_num_threads(threads)
+    model = load_model(model_name)
+    atoms = crystal(n_atoms)
+    n = len(atoms)
+    scale = model.length_scale(atomic_volume=atoms.get_volume() / n)
+    positions, cell = atoms.positions * scale, np.asarray(atoms.cell) * scale
+    candidates = np.arange(len(model.phases))
+    spent: dict[str, float] = {}
+    started: dict[str, float] = {}
+    blocks = {}
+    for name, module in model.network.named_modules():
+        depth = name.count(".")
+        if name and depth <= 3 and not isinstance(module, torch.jit.ScriptModule):
+            blocks[name] = module
+    for name, module in blocks.items():
+        module.register_forward_pre_hook(
+            lambda _m, _i, name=name: started.__setitem__(name, time.perf_counter()))
+        module.register_forward_hook(
+            lambda _m, _i, _o, name=name: spent.__setitem__(
+                name, spent.get(name, 0.0) + time.perf_counter() - started[name]))
+    best: dict[str, float] = {}
+    for k in range(repeats + 1):
+        spent.clear()
+        start = time.perf_counter()
+        graph = periodic_graph(positions, cell, True, model.cutoff)
+        spent["graph (matscipy)"] = time.perf_counter() - start
+        model.logits_and_gradient(positions, graph, n, candidates, False)
+        spent["whole forward"] = time.perf_counter() - start - spent["graph (matscipy)"]
+        if k:
+            for name, value in spent.items():
+                best[name] = min(best.get(name, np.inf), value)
+    return {"n_atoms": n, "threads": threads,
+            "us_per_atom": {name: 1e6 * value / n for name, value in best.items()}}
+
+
 def run_throughput(model: str = "default", sizes=SIZES, precisions=PRECISIONS, tasks=TASKS,
                    threads: int = 2, repeats: int = 3, timeout: float = 1800,
-                   compare_e3nn_at: int | None = 10_000, log=print) -> dict:
+                   compare_e3nn_at: int | None = 10_000, profile_at: int | None = 10_000,
+                   log=print) -> dict:
     """Every (size, precision, task), plus fp32 with e3nn's convolution at one size."""
     cases = [(n, p, t, "fused") for n in sizes for p in precisions for t in tasks]
     if compare_e3nn_at:
@@ -117,7 +164,18 @@ def run_throughput(model: str = "default", sizes=SIZES, precisions=PRECISIONS, t
             f"{row['us_per_atom']:7.1f} us/atom (graph {row['graph_us_per_atom']:.1f}), "
             f"peak {row['peak_kib_per_atom']:.2f} KiB/atom")
     return {"rows": rows, "threads": threads, "repeats": repeats, "model": model,
+            "profile": _profile_in_subprocess(model, profile_at or sizes[0], threads, env,
+                                              timeout),
             "lattice": f"fcc Cu a={LATTICE} A, sigma 0.1 A"}
+
+
+def _profile_in_subprocess(model, n_atoms, threads, env, timeout) -> dict:
+    cmd = [sys.executable, "-m", "lpfm_insitu.bench.throughput", "--worker", "--profile",
+           "--model", model, "--atoms", str(n_atoms), "--threads", str(threads)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"profile worker failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def scaling_summary(section: dict) -> dict:
@@ -144,13 +202,17 @@ def main(argv=None) -> None:
     parser.add_argument("--convolution", default="fused", choices=("fused", "e3nn"))
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker and args.profile:
+        print(json.dumps(profile_forward(args.model, args.atoms[0], args.threads)))
+        return
     if args.worker:
         print(json.dumps(measure(args.model, args.atoms[0], args.precision[0], args.task[0],
                                  args.threads, args.repeats, args.convolution)))
         return
     section = run_throughput(args.model, args.atoms, args.precision, args.task, args.threads,
-                             args.repeats, compare_e3nn_at=None)
+                             args.repeats, compare_e3nn_at=None, profile_at=args.atoms[0])
     section["scaling_largest_over_smallest"] = scaling_summary(section)
     if args.json:
         with open(args.json, "w") as handle:
