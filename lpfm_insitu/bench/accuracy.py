@@ -50,7 +50,9 @@ def run_accuracy(model, cache=DEFAULT_CACHE, max_frames: int = 2, n_ranks: int =
     section, _ = run_md(model, cache=cache, max_frames=max_frames, n_ranks=n_ranks, log=log)
     section.pop("confidence_histograms", None)
     return {"table": accuracy_table(section), "columns": [c for c, _ in COLUMNS],
-            "model_threshold": section["model_threshold"], "max_frames": max_frames,
+            "model_threshold": section["model_threshold"],
+            "model_step_thresholds": section.get("model_step_thresholds"),
+            "max_frames": max_frames,
             "wall_s": section["wall_s"]}
 
 
@@ -64,5 +66,7 @@ def accuracy_from_eval(results_path: Path, model_path: Path) -> dict:
                          f"this one {digest}): rerun `lpfm eval` or drop --eval-results")
     md = results["md"]
     return {"table": accuracy_table(md), "columns": [c for c, _ in COLUMNS],
-            "model_threshold": md["model_threshold"], "max_frames": md.get("max_frames"),
+            "model_threshold": md["model_threshold"],
+            "model_step_thresholds": md.get("model_step_thresholds"),
+            "max_frames": md.get("max_frames"),
             "wall_s": md.get("wall_s"), "from": str(results_path)}

@@ -132,10 +132,13 @@ def _parallel_md(section: dict) -> list[str]:
 
 def _accuracy_md(section: dict) -> list[str]:
     columns = section["columns"]
+    per_step = section.get("model_step_thresholds")
+    threshold = (", ".join(f"{v:.3f} after {k} steps" for k, v in per_step.items())
+                 if per_step else f"{section['model_threshold']:.3f}")
     lines = ["## 4. Accuracy near melting (LAMMPS snapshots)", "", _meta_line(section), "",
              "Crystals: fraction of atoms given the right label. Liquid: fraction left "
-             f"unclassified (LPFM: confidence below the model's threshold "
-             f"{section['model_threshold']:.3f}; PTM/a-CNA: 'Other'). Snapshots and scoring "
+             f"unclassified (LPFM: confidence below the model's unknown threshold, "
+             f"{threshold}; PTM/a-CNA: 'Other'). Snapshots and scoring "
              "as in `lpfm eval` (reports/model).", "",
              "| system | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, row in section["table"].items():
