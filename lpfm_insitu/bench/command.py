@@ -43,7 +43,7 @@ def _insitu(args) -> dict:
     if args.quick:
         return run_insitu_overhead(args.model, systems=("cu_eam",), n_atoms_target=2000,
                                    steps=200, every=100, repeat=1, log=_log)
-    return run_insitu_overhead(args.model, log=_log)
+    return run_insitu_overhead(args.model, steps=500, every=100, repeat=2, log=_log)
 
 
 def _parallel(args) -> dict:
