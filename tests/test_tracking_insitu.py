@@ -368,7 +368,7 @@ class _Stub:
         self.phases = tuple(phases)
         self.settings = InsituSettings(model="stub", every=10)
         self.model = SimpleNamespace(metadata={"path": "stub.safetensors", "name": "stub"},
-                                     confidence_threshold=0.0)
+                                     confidence_threshold=0.0, threshold_for=lambda steps: 0.0)
         self.model_name = "stub"
 
 
