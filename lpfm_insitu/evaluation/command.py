@@ -50,6 +50,8 @@ def model_identity(model, name: str) -> dict:
             "path": _portable(path),
             "sha256": digest, "n_phases": len(model.phases),
             "confidence_threshold": model.confidence_threshold,
+            "step_thresholds": {str(k): v for k, v in model.step_thresholds.items()},
+            "calibration": training.get("calibration"),
             "steps_done": training.get("steps_done"),
             "training_seconds": training.get("training_seconds"),
             "final_losses": {k: round(v, 4) for k, v in losses.items()

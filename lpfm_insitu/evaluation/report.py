@@ -21,6 +21,20 @@ def pct(x, digits=1) -> str:
     return f"{100 * x:.{digits}f}"
 
 
+def _stored_thresholds(model: dict) -> str:
+    per_step = model.get("step_thresholds") or {}
+    if not per_step:
+        return f"{model['confidence_threshold']:.4f}"
+    return ", ".join(f"{float(v):.3f} from {k} steps on" for k, v in per_step.items())
+
+
+def _step_thresholds_text(md: dict) -> str:
+    per_step = md.get("model_step_thresholds")
+    if not per_step:
+        return f"{md['model_threshold']:.3f}"
+    return ", ".join(f"{float(v):.3f} after {k} steps" for k, v in per_step.items())
+
+
 def _table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -101,7 +115,7 @@ def render(results: dict, out_dir: Path) -> str:
              f"{model['n_phases']} prototypes, training steps done: {model.get('steps_done')}, "
              f"training time {model.get('training_seconds', 0) or 0:.0f} s, "
              f"final losses {model.get('final_losses')}; file dated {model.get('modified')}; "
-             f"unknown threshold stored in the file: {model['confidence_threshold']:.4f}; "
+             f"unknown threshold stored in the file: {_stored_thresholds(model)}; "
              f"denoising step {model.get('step_size')} Å² × score, capped at "
              f"{model.get('max_step')} Å per step"
              + "".join(f"; {k}: {v}" for k, v in (model.get("note") or {}).items()) + ".",
@@ -267,14 +281,15 @@ def _md(m) -> list[str]:
             "\"LPFM 8 steps + PTM\": PTM (no cutoff) on the LPFM-denoised positions.", "",
             _table(["system", "potential", "atoms", "frames used", "T (K)", "V/atom (Å³)",
                     "simulated ps", "PTM (no cutoff) says"], info), "",
-            "**Accuracy (%) with the model's stored threshold** "
-            f"({m['model_threshold']:.3f}):", "",
+            "**Accuracy (%) with the model's stored threshold(s)** "
+            f"({_step_thresholds_text(m)}):", "",
             _table(["system"] + [t for t, _ in METHOD_COLUMNS], main), "",
             "![MD accuracy](md_accuracy.png)", "",
             "**Unknown threshold.** Thresholds that mark 95 % of the LAMMPS liquid's atoms "
             "unknown: " + ", ".join(f"{float(v):.3f} after {k} steps" for k, v in thr.items())
-            + f" (stored threshold {m['model_threshold']:.3f}, calibrated on synthetic "
-            "disordered packings). `calibrate_on_liquid(model, liquid_atoms, 0.95, "
+            + f" (stored: {_step_thresholds_text(m)}; `lpfm calibrate` sets them on a liquid "
+            "of another element, Al, so this liquid Cu is held out). "
+            "`calibrate_on_liquid(model, liquid_atoms, 0.95, "
             "denoise_steps)` in `lpfm_insitu.evaluation.metrics` returns them. "
             "Accuracy (%) — for the liquid: unknown fraction (%):", "",
             _table(["system", "argmax, no threshold (0 / 1 / 8 steps)",
