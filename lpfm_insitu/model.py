@@ -207,16 +207,18 @@ class LPFMNetwork(torch.nn.Module):
                  shifts: torch.Tensor, n_owned: int | None = None) -> torch.Tensor:
         """Concatenated invariant node features after every interaction layer.
 
-        With ``n_owned``, only the first ``n_owned`` atoms' features are returned, and the
-        last layer sends messages only to them: the ghosts' last-layer outputs would be
-        thrown away, and skipping their edges is most of a subdomain's saving.
+        With ``n_owned``, only the first ``n_owned`` atoms' features are returned, and each
+        layer sends messages only to the atoms whose output a later layer (or the answer)
+        uses: the last layer to the owned atoms, the one before to them and their
+        neighbours, and so on. A subdomain's outer ghosts then only send.
         """
         mace = self.mace
         n_atoms = positions.shape[0]
         layers = len(mace.interactions)
         prune = n_owned is not None and n_owned < n_atoms
-        if prune and layers == 1:  # prune before the edge geometry is computed at all
-            keep = edge_index[1] < n_owned
+        needed = _needed_per_layer(edge_index, n_atoms, n_owned, layers) if prune else None
+        if prune:  # edges into atoms no layer needs go before any geometry is computed
+            keep = needed[0][edge_index[1]]
             edge_index, shifts = edge_index[:, keep], shifts[keep]
         node_attrs = torch.zeros(n_atoms, self.n_elements, dtype=positions.dtype,
                                  device=positions.device)
@@ -230,8 +232,8 @@ class LPFMNetwork(torch.nn.Module):
                                                    mace.atomic_numbers)
         collected = []
         for i, (interaction, product) in enumerate(zip(mace.interactions, mace.products)):
-            if prune and layers > 1 and i == layers - 1:
-                keep = edge_index[1] < n_owned
+            if prune and i > 0:
+                keep = needed[i][edge_index[1]]
                 edge_index, edge_attrs, edge_feats = (edge_index[:, keep], edge_attrs[keep],
                                                       edge_feats[keep])
                 cutoff = cutoff[keep] if cutoff is not None else None
@@ -248,6 +250,19 @@ class LPFMNetwork(torch.nn.Module):
                 shifts: torch.Tensor, n_owned: int | None = None) -> torch.Tensor:
         """Per-atom, per-phase logits ``l[i, c]`` (of the first ``n_owned`` atoms if given)."""
         return self.decoder(self.features(positions, edge_index, shifts, n_owned))
+
+
+def _needed_per_layer(edge_index: torch.Tensor, n_atoms: int, n_owned: int,
+                      layers: int) -> list[torch.Tensor]:
+    """For each layer, a mask of the atoms whose output of that layer is used."""
+    need = torch.zeros(n_atoms, dtype=torch.bool, device=edge_index.device)
+    need[:n_owned] = True
+    needed = [need]
+    for _ in range(layers - 1):  # one more hop of senders per earlier layer
+        need = need.clone()
+        need[edge_index[0][need[edge_index[1]]]] = True
+        needed.append(need)
+    return needed[::-1]
 
 
 @dataclass
