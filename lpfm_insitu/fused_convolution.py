@@ -33,18 +33,14 @@ class ScalarFusedConvolution(torch.nn.Module):
         if reason:
             raise ValueError(f"cannot fuse this convolution: {reason}")
         channels = irreps_in1[0].mul
-        n_components = irreps_in2.dim
-        component_scale = torch.zeros(n_components)
-        out_slices = irreps_out.slices()
-        in2_slices = irreps_in2.slices()
+        component_scale = torch.zeros(irreps_in2.dim)
+        out_slices, in2_slices = irreps_out.slices(), irreps_in2.slices()
+        blocks = []  # (start in e3nn's output, path, component slice)
         for path, ins in enumerate(conv_tp.instructions):
-            comp = in2_slices[ins.i_in2]
-            component_scale[comp] = _path_constant(conv_tp, path, channels)
-        # (path, component slice) in the order of e3nn's output irreps
-        self.output_blocks = sorted(
-            ((path, in2_slices[ins.i_in2]) for path, ins in enumerate(conv_tp.instructions)),
-            key=lambda block: out_slices[conv_tp.instructions[block[0]].i_out].start)
-        self.channels, self.n_paths, self.out_dim = channels, len(conv_tp.instructions), irreps_out.dim
+            component_scale[in2_slices[ins.i_in2]] = _path_constant(conv_tp, path, channels)
+            blocks.append((out_slices[ins.i_out].start, path, in2_slices[ins.i_in2]))
+        self.output_blocks = [(path, comp) for _, path, comp in sorted(blocks, key=lambda b: b[0])]
+        self.channels, self.n_paths = channels, len(conv_tp.instructions)
         self.register_buffer("component_scale", component_scale, persistent=False)
         # the replaced module's own (empty) weight and mask, under the same names, so model
         # files written before or after fusing load into either
