@@ -26,15 +26,13 @@ def _load_average() -> list[float]:
 
 
 def _throughput(args) -> dict:
-    from .throughput import run_throughput, scaling_summary
+    from .throughput import run_throughput
 
     sizes = (1_000,) if args.quick else (1_000, 10_000, 100_000)
-    section = run_throughput(args.model, sizes=sizes, threads=args.threads,
-                             repeats=1 if args.quick else 3,
-                             compare_e3nn_at=sizes[0] if args.quick else 10_000,
-                             profile_at=sizes[0] if args.quick else 10_000, log=_log)
-    section["scaling_largest_over_smallest"] = scaling_summary(section)
-    return section
+    return run_throughput(args.model, sizes=sizes, threads=args.threads,
+                          repeats=1 if args.quick else 3,
+                          compare_e3nn_at=sizes[0] if args.quick else 10_000,
+                          profile_at=sizes[0] if args.quick else 10_000, log=_log)
 
 
 def _insitu(args) -> dict:

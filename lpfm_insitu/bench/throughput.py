@@ -44,6 +44,21 @@ def crystal(n_atoms: int, seed: int = 3):
     return atoms
 
 
+def _prepared(model_name: str, n_atoms: int, threads: int, precision: str = "fp32"):
+    """The model, and the test crystal in model units: (model, positions, cell, n, candidates)."""
+    import torch
+
+    from ..modelfile import load_model
+
+    torch.set_num_threads(threads)
+    model = load_model(model_name).to("cpu", precision)
+    atoms = crystal(n_atoms)
+    n = len(atoms)
+    scale = model.length_scale(atomic_volume=atoms.get_volume() / n)
+    return (model, atoms.positions * scale, np.asarray(atoms.cell) * scale, n,
+            np.arange(len(model.phases)))
+
+
 def measure(model_name: str, n_atoms: int, precision: str, task: str, threads: int,
             repeats: int, convolution: str = "fused") -> dict:
     """One measurement in this process (the worker side).
@@ -51,22 +66,13 @@ def measure(model_name: str, n_atoms: int, precision: str, task: str, threads: i
     ``convolution="e3nn"`` swaps e3nn's tensor products back in place of the fused
     first-layer convolutions, to show what the fusion buys.
     """
-    import torch
-
     from ..graph import periodic_graph
-    from ..modelfile import load_model
 
-    torch.set_num_threads(threads)
-    model = load_model(model_name).to("cpu", precision)
+    model, positions, cell, n, candidates = _prepared(model_name, n_atoms, threads, precision)
     if convolution == "e3nn":
         from ..fused_convolution import unfuse_convolutions
 
         unfuse_convolutions(model.network.mace)
-    atoms = crystal(n_atoms)
-    n = len(atoms)
-    scale = model.length_scale(atomic_volume=atoms.get_volume() / n)
-    positions, cell = atoms.positions * scale, np.asarray(atoms.cell) * scale
-    candidates = np.arange(len(model.phases))
     need_gradient = task == "denoise_step"
     baseline_kib = _status_kib("VmRSS")
 
@@ -101,15 +107,8 @@ def profile_forward(model_name: str, n_atoms: int, threads: int, repeats: int = 
     import torch
 
     from ..graph import periodic_graph
-    from ..modelfile import load_model
 
-    torch.set_num_threads(threads)
-    model = load_model(model_name)
-    atoms = crystal(n_atoms)
-    n = len(atoms)
-    scale = model.length_scale(atomic_volume=atoms.get_volume() / n)
-    positions, cell = atoms.positions * scale, np.asarray(atoms.cell) * scale
-    candidates = np.arange(len(model.phases))
+    model, positions, cell, n, candidates = _prepared(model_name, n_atoms, threads)
     spent: dict[str, float] = {}
     started: dict[str, float] = {}
     blocks = {}
@@ -142,39 +141,37 @@ def run_throughput(model: str = "default", sizes=SIZES, precisions=PRECISIONS, t
                    threads: int = 2, repeats: int = 3, timeout: float = 1800,
                    compare_e3nn_at: int | None = 10_000, profile_at: int | None = 10_000,
                    log=print) -> dict:
-    """Every (size, precision, task), plus fp32 with e3nn's convolution at one size."""
+    """Every (size, precision, task), plus fp32 with e3nn's convolution at one size, the
+    scaling with size, and a block-by-block profile at ``profile_at`` atoms (default: the
+    smallest size)."""
     cases = [(n, p, t, "fused") for n in sizes for p in precisions for t in tasks]
     if compare_e3nn_at:
         cases += [(compare_e3nn_at, "fp32", t, "e3nn") for t in tasks]
-    rows = []
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    rows = []
     for n_atoms, precision, task, convolution in cases:
-        cmd = [sys.executable, "-m", "lpfm_insitu.bench.throughput", "--worker",
-               "--model", model, "--atoms", str(n_atoms), "--precision", precision,
-               "--task", task, "--threads", str(threads), "--repeats", str(repeats),
-               "--convolution", convolution]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                              timeout=timeout)
-        if done.returncode != 0:
-            raise RuntimeError(f"throughput worker failed ({' '.join(cmd)}):\n"
-                               f"{done.stderr[-3000:]}")
-        row = json.loads(done.stdout.strip().splitlines()[-1])
+        row = _worker(["--model", model, "--atoms", str(n_atoms), "--precision", precision,
+                       "--task", task, "--threads", str(threads), "--repeats", str(repeats),
+                       "--convolution", convolution], env, timeout)
         rows.append(row)
         log(f"  {row['n_atoms']:>7} atoms {precision} {task:<13} {convolution:<5} "
             f"{row['us_per_atom']:7.1f} us/atom (graph {row['graph_us_per_atom']:.1f}), "
             f"peak {row['peak_kib_per_atom']:.2f} KiB/atom")
-    return {"rows": rows, "threads": threads, "repeats": repeats, "model": model,
-            "profile": _profile_in_subprocess(model, profile_at or sizes[0], threads, env,
-                                              timeout),
-            "lattice": f"fcc Cu a={LATTICE} A, sigma 0.1 A"}
+    section = {"rows": rows, "threads": threads, "repeats": repeats, "model": model,
+               "lattice": f"fcc Cu a={LATTICE} A, sigma 0.1 A"}
+    section["scaling_largest_over_smallest"] = scaling_summary(section)
+    section["profile"] = _worker(["--profile", "--model", model, "--atoms",
+                                  str(profile_at or sizes[0]), "--threads", str(threads)],
+                                 env, timeout)
+    return section
 
 
-def _profile_in_subprocess(model, n_atoms, threads, env, timeout) -> dict:
-    cmd = [sys.executable, "-m", "lpfm_insitu.bench.throughput", "--worker", "--profile",
-           "--model", model, "--atoms", str(n_atoms), "--threads", str(threads)]
+def _worker(options: list[str], env: dict, timeout: float) -> dict:
+    """One measurement in a fresh process (its peak memory is its own); its JSON line."""
+    cmd = [sys.executable, "-m", "lpfm_insitu.bench.throughput", "--worker", *options]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"profile worker failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"throughput worker failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -213,7 +210,6 @@ def main(argv=None) -> None:
         return
     section = run_throughput(args.model, args.atoms, args.precision, args.task, args.threads,
                              args.repeats, compare_e3nn_at=None, profile_at=args.atoms[0])
-    section["scaling_largest_over_smallest"] = scaling_summary(section)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(section, handle, indent=1)
