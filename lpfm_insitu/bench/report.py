@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..evaluation.report import markdown_table, step_thresholds_text
+
 TARGETS = {"classify": 30.0, "denoise_step": 60.0}  # us/atom, fp32, 2 threads, 10^4 atoms
 
 
@@ -55,14 +57,13 @@ def _throughput_md(section: dict, output: Path) -> list[str]:
              f"{section.get('lattice', '')}; {section.get('threads')} torch threads; best of "
              f"{section.get('repeats')} calls after a warm-up; each row in a fresh process "
              "(peak memory = peak resident size minus the size before the call, per atom).", "",
-             "| atoms | precision | task | first-layer convolution | us/atom | of which graph | "
-             "peak KiB/atom |",
-             "|---|---|---|---|---|---|---|"]
-    for r in section["rows"]:
-        lines.append(f"| {r['n_atoms']} | {r['precision']} | {r['task'].replace('_', ' ')} | "
-                     f"{r.get('convolution', 'fused')} | "
-                     f"{r['us_per_atom']:.1f} | {r['graph_us_per_atom']:.1f} | "
-                     f"{r['peak_kib_per_atom']:.2f} |")
+             markdown_table(
+                 ["atoms", "precision", "task", "first-layer convolution", "us/atom",
+                  "of which graph", "peak KiB/atom"],
+                 [[r["n_atoms"], r["precision"], r["task"].replace("_", " "),
+                   r.get("convolution", "fused"), f"{r['us_per_atom']:.1f}",
+                   f"{r['graph_us_per_atom']:.1f}", f"{r['peak_kib_per_atom']:.2f}"]
+                  for r in section["rows"]])]
     scaling = section.get("scaling_largest_over_smallest", {})
     if scaling:
         lines += ["", "Scaling (us/atom at the largest size over the smallest; 1.0 = linear in "
@@ -71,10 +72,10 @@ def _throughput_md(section: dict, output: Path) -> list[str]:
     if profile:
         lines += ["", f"Where one forward pass goes ({profile['n_atoms']} atoms, "
                   f"{profile['threads']} threads; blocks nest, so parents include children):", "",
-                  "| block | us/atom |", "|---|---|"]
-        for name, value in sorted(profile["us_per_atom"].items(), key=lambda kv: -kv[1]):
-            if value >= 0.05:
-                lines.append(f"| {name} | {value:.2f} |")
+                  markdown_table(["block", "us/atom"],
+                                 [[name, f"{value:.2f}"] for name, value in
+                                  sorted(profile["us_per_atom"].items(), key=lambda kv: -kv[1])
+                                  if value >= 0.05])]
     plot_throughput(section, output / "throughput.png")
     lines += ["", "![throughput](throughput.png)", ""]
     return lines
@@ -85,21 +86,21 @@ def _insitu_md(section: dict) -> list[str]:
              "", "The same LAMMPS run three ways, interleaved: bare MD, MD with LPFM every "
              "`every` steps (fix python/invoke, labels written to fix property/atom), and MD "
              "with `compute cna/atom` evaluated as often. Wall times are medians over the "
-             "repeats; ratios are to the bare run of the same round of runs.", "",
-             "| system | atoms | ranks | steps / every | bare s | LPFM s | CNA s | LPFM / bare | "
-             "CNA / bare | LPFM us/atom/call | CNA us/atom/call |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "repeats; ratios are to the bare run of the same round of runs.", ""]
     settings = section.get("settings", {})
+    rows = []
     for name, s in section.get("systems", {}).items():
         median = s.get("median_s", {})
-        lines.append(
-            f"| {name} | {s.get('n_atoms')} | {settings.get('ranks', '-')} | "
-            f"{settings.get('steps', '-')} / {settings.get('every', '-')} | "
-            f"{_fmt(median.get('plain'), 2)} | {_fmt(median.get('lpfm'), 2)} | "
-            f"{_fmt(median.get('cna'), 2)} | {_fmt(s.get('ratio_lpfm_to_plain'), 2)} | "
-            f"{_fmt(s.get('ratio_cna_to_plain'), 2)} | "
-            f"{_fmt(s.get('lpfm_us_per_atom_per_invocation'), 1)} | "
-            f"{_fmt(s.get('cna_us_per_atom_per_invocation'), 2)} |")
+        rows.append([name, s.get("n_atoms"), settings.get("ranks", "-"),
+                     f"{settings.get('steps', '-')} / {settings.get('every', '-')}",
+                     _fmt(median.get("plain"), 2), _fmt(median.get("lpfm"), 2),
+                     _fmt(median.get("cna"), 2), _fmt(s.get("ratio_lpfm_to_plain"), 2),
+                     _fmt(s.get("ratio_cna_to_plain"), 2),
+                     _fmt(s.get("lpfm_us_per_atom_per_invocation"), 1),
+                     _fmt(s.get("cna_us_per_atom_per_invocation"), 2)])
+    lines.append(markdown_table(
+        ["system", "atoms", "ranks", "steps / every", "bare s", "LPFM s", "CNA s",
+         "LPFM / bare", "CNA / bare", "LPFM us/atom/call", "CNA us/atom/call"], rows))
     return lines + [""]
 
 
@@ -107,14 +108,13 @@ def _parallel_md(section: dict) -> list[str]:
     lines = ["## 3. One against two ranks; ghost atoms per owned atom", "", _meta_line(section), "",
              f"fcc Cu, {4 * section.get('cells', 0) ** 3} atoms, {section.get('threads')} thread "
              "per rank; one in-situ invocation (gather, halo plan, ghost check, model, "
-             "write-back), median, slowest rank.", "",
-             "| ranks | owned atoms per rank | invocation s | of which model s | adapter overhead |",
-             "|---|---|---|---|---|"]
+             "write-back), median, slowest rank.", ""]
     timing = section.get("timing", {})
-    for ranks, t in sorted(timing.items(), key=lambda kv: int(kv[0])):
-        overhead = (t["total"] - t["direct"]) / t["direct"]
-        lines.append(f"| {ranks} | {max(t['n_local'])} | {t['total']:.3f} | {t['model']:.3f} | "
-                     f"{100 * overhead:+.1f}% |")
+    lines.append(markdown_table(
+        ["ranks", "owned atoms per rank", "invocation s", "of which model s", "adapter overhead"],
+        [[ranks, max(t["n_local"]), f"{t['total']:.3f}", f"{t['model']:.3f}",
+          f"{100 * (t['total'] - t['direct']) / t['direct']:+.1f}%"]
+         for ranks, t in sorted(timing.items(), key=lambda kv: int(kv[0]))]))
     if "1" in timing and "2" in timing:
         lines += ["", f"Speed-up of an invocation on 2 ranks: "
                   f"{timing['1']['total'] / timing['2']['total']:.2f}x."]
@@ -123,26 +123,23 @@ def _parallel_md(section: dict) -> list[str]:
         lines += ["", f"Ghosts per owned atom with the comm cutoff the model needs "
                   f"({ghosts['cutoff']:.2f} Å = reach {ghosts['reach']:.2f} Å + skin), "
                   f"{ghosts['ranks']} ranks:", "",
-                  "| atoms per rank | LAMMPS ghosts / owned | ghosts the model evaluates / owned |",
-                  "|---|---|---|"]
-        for row in ghosts["rows"]:
-            lines.append(f"| {row['per_rank']} | {row['ratio']:.2f} | {row['used']:.2f} |")
+                  markdown_table(["atoms per rank", "LAMMPS ghosts / owned",
+                                  "ghosts the model evaluates / owned"],
+                                 [[row["per_rank"], f"{row['ratio']:.2f}", f"{row['used']:.2f}"]
+                                  for row in ghosts["rows"]])]
     return lines + [""]
 
 
 def _accuracy_md(section: dict) -> list[str]:
     columns = section["columns"]
-    per_step = section.get("model_step_thresholds")
-    threshold = (", ".join(f"{v:.3f} after {k} steps" for k, v in per_step.items())
-                 if per_step else f"{section['model_threshold']:.3f}")
     lines = ["## 4. Accuracy near melting (LAMMPS snapshots)", "", _meta_line(section), "",
              "Crystals: fraction of atoms given the right label. Liquid: fraction left "
              f"unclassified (LPFM: confidence below the model's unknown threshold, "
-             f"{threshold}; PTM/a-CNA: 'Other'). Snapshots and scoring "
+             f"{step_thresholds_text(section)}; PTM/a-CNA: 'Other'). Snapshots and scoring "
              "as in `lpfm eval` (reports/model).", "",
-             "| system | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name, row in section["table"].items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(row[c], 1, True) for c in columns) + " |")
+             markdown_table(["system", *columns],
+                            [[name, *(_fmt(row[c], 1, True) for c in columns)]
+                             for name, row in section["table"].items()])]
     return lines + [""]
 
 

@@ -28,14 +28,14 @@ def _stored_thresholds(model: dict) -> str:
     return ", ".join(f"{float(v):.3f} from {k} steps on" for k, v in per_step.items())
 
 
-def _step_thresholds_text(md: dict) -> str:
+def step_thresholds_text(md: dict) -> str:
     per_step = md.get("model_step_thresholds")
     if not per_step:
         return f"{md['model_threshold']:.3f}"
     return ", ".join(f"{float(v):.3f} after {k} steps" for k, v in per_step.items())
 
 
-def _table(header, rows) -> str:
+def markdown_table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -132,7 +132,7 @@ def render(results: dict, out_dir: Path) -> str:
              ""]
     rows = targets(r)
     if rows:
-        parts += ["## Targets", "", _table(["what", "target", "measured", "met"],
+        parts += ["## Targets", "", markdown_table(["what", "target", "measured", "met"],
                                            [(a, b, c, _mark(d)) for a, b, c, d in rows]), ""]
     if "synthetic" in r:
         parts += _synthetic(r["synthetic"])
@@ -184,7 +184,7 @@ def _synthetic(s) -> list[str]:
             "RMSE = per-coordinate RMS distance to the ideal sites after removing the mean "
             "displacement. Paper: 99.91 % (403 prototypes, σ = 0.15 Å), chemistry-agnostic "
             "elemental model 96 % (33 prototypes).", "",
-            _table(header, rows), "", _table(per_header, per), "",
+            markdown_table(header, rows), "", markdown_table(per_header, per), "",
             "![synthetic accuracy](synthetic_accuracy.png)", ""]
 
 
@@ -210,7 +210,7 @@ def _physics(p) -> list[str]:
             "cell, shear (b/a √3 → √2, c/a 1.624 → √2) and shuffle (alternate planes by "
             "b/6) "
             "interpolated together from hcp (0) to bcc (1).", "",
-            _table(["path", "argmax at start", "argmax at end", "crossing of the end-point logits",
+            markdown_table(["path", "argmax at start", "argmax at end", "crossing of the end-point logits",
                     "max |2nd difference| / range"],
                    [["Bain (c/a)", short(bain["start_label"]), short(bain["end_label"]),
                      "none" if bain["crossing"] is None else f"c/a = {bain['crossing']:.3f}",
@@ -225,11 +225,11 @@ def _physics(p) -> list[str]:
             f"structure means for σ ≤ {fit_sigma:g} Å (near the ideal phase, where Eq. 13 "
             "applies), R² also over the whole sweep and over single atoms (an atom's logit "
             "against its own |Δr|², all σ).", "",
-            _table(["crystal", "slope (1/Å²)", "intercept", f"R² (σ ≤ {fit_sigma:g} Å)",
+            markdown_table(["crystal", "slope (1/Å²)", "intercept", f"R² (σ ≤ {fit_sigma:g} Å)",
                     "R² (all σ)", "R² (single atoms)"], fits), "",
             "![correct logit versus MSD](logit_vs_msd.png)", "",
             "Accuracy (%, argmax, no denoising) along the same sweep:", "",
-            _table(["crystal"] + [f"σ = {x:g} Å" for x in sigmas], sweep), ""]
+            markdown_table(["crystal"] + [f"σ = {x:g} Å" for x in sigmas], sweep), ""]
 
 
 def _md(m) -> list[str]:
@@ -279,31 +279,31 @@ def _md(m) -> list[str]:
             "cubic and hexagonal diamond for Si; for Si the a-CNA column is OVITO's "
             "IdentifyDiamondModifier (only fully diamond-coordinated atoms count). "
             "\"LPFM 8 steps + PTM\": PTM (no cutoff) on the LPFM-denoised positions.", "",
-            _table(["system", "potential", "atoms", "frames used", "T (K)", "V/atom (Å³)",
+            markdown_table(["system", "potential", "atoms", "frames used", "T (K)", "V/atom (Å³)",
                     "simulated ps", "PTM (no cutoff) says"], info), "",
             "**Accuracy (%) with the model's stored threshold(s)** "
-            f"({_step_thresholds_text(m)}):", "",
-            _table(["system"] + [t for t, _ in METHOD_COLUMNS], main), "",
+            f"({step_thresholds_text(m)}):", "",
+            markdown_table(["system"] + [t for t, _ in METHOD_COLUMNS], main), "",
             "![MD accuracy](md_accuracy.png)", "",
             "**Unknown threshold.** Thresholds that mark 95 % of the LAMMPS liquid's atoms "
             "unknown: " + ", ".join(f"{float(v):.3f} after {k} steps" for k, v in thr.items())
-            + f" (stored: {_step_thresholds_text(m)}; `lpfm calibrate` sets them on a liquid "
+            + f" (stored: {step_thresholds_text(m)}; `lpfm calibrate` sets them on a liquid "
             "of another element, Al, so this liquid Cu is held out). "
             "`calibrate_on_liquid(model, liquid_atoms, 0.95, "
             "denoise_steps)` in `lpfm_insitu.evaluation.metrics` returns them. "
             "Accuracy (%) — for the liquid: unknown fraction (%):", "",
-            _table(["system", "argmax, no threshold (0 / 1 / 8 steps)",
+            markdown_table(["system", "argmax, no threshold (0 / 1 / 8 steps)",
                     "stored threshold (0 / 1 / 8 steps)",
                     "liquid-calibrated threshold of the same step (0 / 1 / 8 steps)"], tl), "",
             "![confidence distributions](md_confidence.png)", "",
             "**Restricted candidates** (first frame only; the denoising gradient also uses "
             "only the candidates). Accuracy (%) with the stored threshold:", "",
-            _table(["system", "candidates", "0 steps", "1 step", "8 steps",
+            markdown_table(["system", "candidates", "0 steps", "1 step", "8 steps",
                     "all 25: 0 steps", "all 25: 8 steps"], cand), "",
             "**What the atoms were called** (top three labels, %, stored threshold):", "",
-            _table(["system", "LPFM 0 steps", "LPFM 8 steps", "PTM (no cutoff)"], errors), "",
+            markdown_table(["system", "LPFM 0 steps", "LPFM 8 steps", "PTM (no cutoff)"], errors), "",
             "**bf16 autocast vs fp32** (first frame, classification at step 0):", "",
-            _table(["system", "atoms", "label agreement (%)", "max |Δ logit|", "bf16 mode"], bf),
+            markdown_table(["system", "atoms", "label agreement (%)", "max |Δ logit|", "bf16 mode"], bf),
             ""] + ([f"The model's own bf16 path (`PhaseModel.to('cpu', 'bf16')`: torch autocast) "
                     f"fails on the CPU with `{sorted(bf_errors)[0]}` (MACE's symmetric "
                     "contraction mixes bf16 activations with fp32 weights); the numbers above "
@@ -331,7 +331,7 @@ def _cost(c) -> list[str]:
     return ["## 4. Cost on this machine", "",
             f"{c['n_atoms']}-atom FCC crystal (σ = 0.1 Å), {c['threads']} torch threads, fp32, "
             f"{c['edges_per_atom']:.0f} edges per atom; best of 3; {note}.", "",
-            _table(["part", "us/atom"], rows), "",
+            markdown_table(["part", "us/atom"], rows), "",
             f"bf16 vs fp32 on this crystal: label agreement {pct(c['bf16_label_agreement'], 3)} %, "
             f"max |Δ logit| {c['bf16_max_abs_logit_difference']:.3f} (mode: {c['bf16_mode']})."
             + (f" The model's own bf16 path (`PhaseModel.to('cpu', 'bf16')`, torch autocast) "
