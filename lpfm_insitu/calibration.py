@@ -49,6 +49,22 @@ def calibrate_threshold(model, quantile: float = 0.95, *, n_structures: int = 4,
     return float(np.quantile(np.concatenate(confidences), quantile))
 
 
+def rejection_threshold(confidences, quantile: float) -> float:
+    """Smallest threshold that puts at least ``quantile`` of these atoms below it.
+
+    Atoms with ``confidence < threshold`` are labelled unknown, so the returned value is
+    just above the ``ceil(quantile * n)``-th smallest confidence.
+    """
+    values = np.sort(np.concatenate([np.ravel(c) for c in np.atleast_1d(confidences)])
+                     if isinstance(confidences, (list, tuple)) else np.ravel(confidences))
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+    if values.size == 0:
+        raise ValueError("no confidences to calibrate on")
+    k = int(np.ceil(quantile * values.size - 1e-9))
+    return float(np.nextafter(values[max(k, 1) - 1], np.inf))
+
+
 # --- after training: denoising step size and per-step thresholds ------------------------
 
 STEP_SIZE_GRID = ((0.002, 0.05), (0.005, 0.05), (0.01, 0.1), (0.02, 0.1), (0.02, 0.2),
@@ -101,8 +117,6 @@ def tune_step_size(model, grid=STEP_SIZE_GRID, denoise_steps: int = 8, structure
 def step_thresholds_on_liquid(model, liquid_frames, steps=(0, 1, 2, 4, 8),
                               quantile: float = 0.95) -> dict[int, float]:
     """Per denoising-step thresholds that leave ``quantile`` of a liquid's atoms unknown."""
-    from .evaluation.metrics import rejection_threshold
-
     confidences = {k: [] for k in steps}
     for atoms in liquid_frames:
         result = model.classify_atoms(atoms, denoise_steps=max(steps), keep_history=True)

@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..calibration import rejection_threshold  # noqa: F401  (re-exported)
+
 UNKNOWN = "unknown"
 
 
@@ -59,22 +61,6 @@ def label_breakdown(predicted: Sequence[str], top: int = 3) -> list[tuple[str, f
     order = np.argsort(-counts, kind="stable")[:top]
     n = counts.sum()
     return [(str(values[k]), float(counts[k] / n)) for k in order]
-
-
-def rejection_threshold(confidences, quantile: float) -> float:
-    """Smallest threshold that puts at least ``quantile`` of these atoms below it.
-
-    Atoms with ``confidence < threshold`` are labelled unknown, so the returned value is
-    just above the ``ceil(quantile * n)``-th smallest confidence.
-    """
-    values = np.sort(np.concatenate([np.ravel(c) for c in np.atleast_1d(confidences)])
-                     if isinstance(confidences, (list, tuple)) else np.ravel(confidences))
-    if not 0.0 < quantile <= 1.0:
-        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
-    if values.size == 0:
-        raise ValueError("no confidences to calibrate on")
-    k = int(np.ceil(quantile * values.size - 1e-9))
-    return float(np.nextafter(values[max(k, 1) - 1], np.inf))
 
 
 def calibrate_on_liquid(model, liquid_atoms, quantile: float = 0.95, denoise_steps: int = 0,
