@@ -31,6 +31,16 @@ from mace import modules as mace_modules  # noqa: E402
 from .fused_convolution import fuse_first_convolutions  # noqa: E402
 
 
+def _known_settings(cls, values: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A copy of ``values``, refused with the known names if it has a field ``cls`` lacks."""
+    known = set(cls.__dataclass_fields__)
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {kind} setting(s) {sorted(unknown)}; "
+                         f"known settings: {sorted(known)}")
+    return dict(values)
+
+
 @dataclass(frozen=True)
 class BackboneConfig:
     """Hyper-parameters of the compact MACE backbone (lengths in model units, Å at 15 Å^3/atom)."""
@@ -47,13 +57,7 @@ class BackboneConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "BackboneConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(
-                f"unknown backbone setting(s) {sorted(unknown)}; known settings: {sorted(known)}"
-            )
-        values = dict(values)
+        values = _known_settings(cls, values, "backbone")
         if "radial_mlp" in values:
             values["radial_mlp"] = tuple(values["radial_mlp"])
         return cls(**values)
@@ -69,12 +73,12 @@ class DecoderConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "DecoderConfig":
-        unknown = set(values) - {"hidden", "standardize"}
-        if unknown:
-            raise ValueError(f"unknown decoder setting(s) {sorted(unknown)}; "
-                             "known settings: ['hidden', 'standardize']")
-        return cls(hidden=tuple(values.get("hidden", (64,))),
-                   standardize=bool(values.get("standardize", False)))
+        values = _known_settings(cls, values, "decoder")
+        if "hidden" in values:
+            values["hidden"] = tuple(values["hidden"])
+        if "standardize" in values:
+            values["standardize"] = bool(values["standardize"])
+        return cls(**values)
 
 
 def build_compact_mace(config: BackboneConfig) -> torch.nn.Module:
