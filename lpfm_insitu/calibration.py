@@ -114,6 +114,59 @@ def tune_step_size(model, grid=STEP_SIZE_GRID, denoise_steps: int = 8, structure
             "n_structures": len(structures)}
 
 
+#: The lattices nearly every element crystallises in at ambient conditions (and the ones
+#: PTM and CNA know): the phase prior leaves them at 0 and lowers every other prototype.
+COMMON_PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_cF8_227_a")
+PRIOR_STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+
+
+def prior_of_strength(phases, strength: float, common=COMMON_PHASES) -> dict[str, float]:
+    """The log prior that puts every phase outside ``common`` ``strength`` below them."""
+    return {p: -float(strength) for p in phases if p not in common and strength}
+
+
+def tune_phase_prior(model, hot_crystals, structures=None, strengths=PRIOR_STRENGTHS,
+                     common=COMMON_PHASES, log=print) -> dict:
+    """Choose the phase prior's strength, without denoising, and set it on ``model``.
+
+    ``hot_crystals`` are ``(label, atoms)`` pairs of MD snapshots near melting (what the
+    model meets in situ); ``structures`` are noisy synthetic supercells of every phase
+    (what keeps the rare prototypes recognisable). The chosen strength maximises the mean
+    of the two accuracies, each averaged over its systems.
+    """
+    structures = structures or validation_structures(model)
+    phases = list(model.phases)
+    hot_crystals = [(label, atoms) for label, atoms in hot_crystals if label in phases]
+    if not hot_crystals:
+        raise ValueError("none of the hot crystals is of a phase this model knows "
+                         f"({phases}); give the prior strength instead (--prior-strength)")
+    model.log_prior = {}
+
+    def raw(pairs):
+        return [(phases.index(label), model.classify_atoms(atoms).logits)
+                for label, atoms in pairs]
+
+    hot, synthetic = raw(hot_crystals), raw(structures)
+
+    def accuracy(pairs, shift):
+        return float(np.mean([np.mean(np.argmax(logits + shift, axis=1) == truth)
+                              for truth, logits in pairs]))
+
+    scores = []
+    for strength in strengths:
+        prior = prior_of_strength(phases, strength, common)
+        shift = np.array([prior.get(p, 0.0) for p in phases])
+        hot_acc, syn_acc = accuracy(hot, shift), accuracy(synthetic, shift)
+        scores.append({"strength": float(strength), "hot_crystals": hot_acc,
+                       "synthetic": syn_acc, "objective": 0.5 * (hot_acc + syn_acc)})
+        log(f"  prior strength {strength:g}: hot crystals {100 * hot_acc:.2f}%, synthetic "
+            f"{100 * syn_acc:.2f}% (no denoising)")
+    best = max(scores, key=lambda s: s["objective"])
+    model.log_prior = prior_of_strength(phases, best["strength"], common)
+    return {"candidates": scores, "chosen": best, "common_phases": list(common),
+            "n_hot_crystals": len(hot), "n_structures": len(synthetic)}
+
+
 def step_thresholds_on_liquid(model, liquid_frames, steps=(0, 1, 2, 4, 8),
                               quantile: float = 0.95) -> dict[int, float]:
     """Per denoising-step thresholds that leave ``quantile`` of a liquid's atoms unknown."""
@@ -139,6 +192,11 @@ def register_command(subparsers) -> None:
                    help="fraction of liquid atoms to label unknown (default 0.95)")
     p.add_argument("--keep-step-size", action="store_true",
                    help="do not re-choose the denoising step size")
+    p.add_argument("--prior-strength", default="auto",
+                   help="how far below fcc/bcc/hcp/diamond the other prototypes' log prior "
+                        "sits: 'auto' chooses it on hot LAMMPS crystals and synthetic "
+                        "validation crystals, 'keep' leaves the file's prior, or a number "
+                        "(0: uniform)")
     p.set_defaults(func=_calibrate)
 
 
@@ -156,6 +214,22 @@ def _calibrate(args) -> int:
     spec = ModelSpec(**{**spec_dict, "phases": tuple(spec_dict["phases"])})
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     record = {}
+    if args.prior_strength == "auto":
+        from .evaluation.md_snapshots import DEFAULT_CACHE, snapshots
+        from .evaluation.md_templates import CALIBRATION_CRYSTALS
+
+        hot = [(system.true_label, atoms) for system in CALIBRATION_CRYSTALS
+               for atoms in snapshots(system, DEFAULT_CACHE, 2, log)[0]]
+        record["prior"] = tune_phase_prior(model, hot, log=log)
+        record["prior"]["hot_crystals"] = [s.description for s in CALIBRATION_CRYSTALS]
+    elif args.prior_strength != "keep":
+        try:
+            strength = float(args.prior_strength)
+        except ValueError:
+            raise SystemExit(f"lpfm calibrate: --prior-strength must be 'auto', 'keep' or a "
+                             f"number, got {args.prior_strength!r}") from None
+        model.log_prior = prior_of_strength(model.phases, strength)
+        record["prior"] = {"chosen": {"strength": strength}, "common_phases": list(COMMON_PHASES)}
     if not args.keep_step_size:
         record["step_size"] = tune_step_size(model, log=log)
     if args.liquid:
@@ -182,6 +256,10 @@ def _calibrate(args) -> int:
                 if k not in ("path", "training", "package_version")}
     model.metadata = metadata
     out = save_model(args.output or path, model, spec, training=training)
+    strength = record.get("prior", {}).get("chosen", {}).get("strength")
+    if strength is not None:
+        log(f"  phase prior: prototypes other than {', '.join(COMMON_PHASES)} "
+            f"{strength:g} below them")
     print(f"wrote {out}: step size {model.step_size:g} Å^2 (cap {model.max_step:g} Å), "
           f"thresholds {json.dumps(record['thresholds']['per_step'])}")
     return 0

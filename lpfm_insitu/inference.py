@@ -91,9 +91,11 @@ class PhaseModel:
                  confidence_threshold: float = -np.inf, step_size: float = 0.02,
                  max_step: float = 0.2, metadata: dict | None = None,
                  device: str | torch.device = "cpu", precision: str = "fp32",
-                 step_thresholds: dict[int, float] | None = None):
+                 step_thresholds: dict[int, float] | None = None,
+                 log_prior: dict[str, float] | None = None):
         self.network = network.eval()
         self.phases = tuple(phases)
+        self.log_prior = log_prior or {}
         self.confidence_threshold = float(confidence_threshold)
         # Denoising raises every atom's confidence, a liquid's too, so a threshold that
         # rejects a liquid before denoising lets it through after 8 steps. Thresholds
@@ -118,6 +120,38 @@ class PhaseModel:
         self.network.to(device)
         self.device, self.precision = device, precision
         return self
+
+    @property
+    def log_prior(self) -> dict[str, float]:
+        """Per-phase log prior added to the network's logits (phases not named: 0).
+
+        The network is trained on every prototype equally often, so its logits carry a
+        uniform prior. Near melting, thermal noise makes a hot FCC crystal look as much
+        like its stretched (bct In) or restacked (dhcp) relatives as like FCC, and with a
+        uniform prior the rare relative wins as often as the common lattice. A negative
+        log prior on the rare prototypes settles those ties; ``log p(x) = sum_i
+        logsumexp_c (l[i, c] + log_prior[c])`` stays a mixture density, so the score is
+        still its gradient, and the common lattices' logits (and confidences) are those of
+        the network. Restricting ``candidates`` replaces the prior: the caller's candidates
+        are the prior then, uniform over them.
+        """
+        return {p: float(v) for p, v in zip(self.phases, self._log_prior) if v != 0.0}
+
+    @log_prior.setter
+    def log_prior(self, values: dict[str, float]) -> None:
+        unknown = sorted(set(values) - set(self.phases))
+        if unknown:
+            raise ValueError(f"log prior given for phase(s) {unknown} that this model does "
+                             f"not have; its phases: {list(self.phases)}")
+        bad = {p: v for p, v in values.items() if not np.isfinite(v)}
+        if bad:
+            raise ValueError(f"log prior values must be finite numbers, got {bad}")
+        self._log_prior = np.array([float(values.get(p, 0.0)) for p in self.phases])
+
+    def _prior_for(self, candidates: np.ndarray) -> np.ndarray:
+        if len(np.unique(candidates)) < len(self.phases):
+            return np.zeros(len(self.phases))
+        return self._log_prior
 
     def threshold_for(self, denoise_steps: int) -> float:
         """The unknown threshold for a run of ``denoise_steps`` steps."""
@@ -177,8 +211,10 @@ class PhaseModel:
         edge_index = torch.as_tensor(graph.edge_index, device=self.device)
         shifts = torch.tensor(graph.shifts, dtype=torch.float32, device=self.device)
         cand = torch.as_tensor(candidates, device=self.device)
+        prior = torch.tensor(self._prior_for(candidates), dtype=torch.float32,
+                             device=self.device)
         with torch.set_grad_enabled(need_gradient), self._autocast():
-            logits = self.network(pos, edge_index, shifts, n_owned).float()
+            logits = self.network(pos, edge_index, shifts, n_owned).float() + prior
         gradient = None
         if need_gradient:
             log_density = torch.logsumexp(logits[:, cand], dim=1).sum()

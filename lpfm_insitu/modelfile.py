@@ -42,6 +42,7 @@ def save_model(path: str | Path, model: PhaseModel, spec: ModelSpec, *,
         "reference_atomic_volume": repr(REFERENCE_ATOMIC_VOLUME),
         "confidence_threshold": repr(model.confidence_threshold),
         "step_thresholds": json.dumps({str(k): v for k, v in model.step_thresholds.items()}),
+        "log_prior": json.dumps(model.log_prior),
         "step_size": repr(model.step_size),
         "max_step": repr(model.max_step),
         "training": json.dumps(training or {}),
@@ -130,6 +131,7 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str = "cpu",
                       step_size=float(header.get("step_size", 0.02)),
                       max_step=float(header.get("max_step", 0.2)),
                       step_thresholds=json.loads(header.get("step_thresholds", "{}")),
+                      log_prior=json.loads(header.get("log_prior", "{}")),
                       metadata=metadata, device=device, precision=precision)
 
 

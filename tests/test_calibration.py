@@ -7,7 +7,8 @@ import pytest
 import torch
 from ase.build import bulk
 
-from lpfm_insitu.calibration import (disordered_packing, step_thresholds_on_liquid,
+from lpfm_insitu.calibration import (disordered_packing, prior_of_strength,
+                                     step_thresholds_on_liquid, tune_phase_prior,
                                      tune_step_size, validation_structures)
 from lpfm_insitu.cli import main
 from lpfm_insitu.constants import UNKNOWN_PHASE
@@ -59,7 +60,7 @@ def test_calibrate_command_writes_thresholds_into_the_model_file(tiny_model, tmp
 
     write(liquid, [disordered_packing(108, np.random.default_rng(k)) for k in range(2)])
     assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--keep-step-size",
-                 "--output", str(tmp_path / "c.safetensors")]) == 0
+                 "--prior-strength", "keep", "--output", str(tmp_path / "c.safetensors")]) == 0
     calibrated = load_model(tmp_path / "c.safetensors")
     assert sorted(calibrated.step_thresholds) == [0, 1, 2, 4, 8]
     assert calibrated.confidence_threshold == calibrated.step_thresholds[0]
@@ -67,3 +68,54 @@ def test_calibrate_command_writes_thresholds_into_the_model_file(tiny_model, tmp
     assert training["calibration"]["thresholds"]["quantile"] == 0.95
     crystal = bulk("Cu", "fcc", a=(4 * 15.0) ** (1 / 3), cubic=True).repeat(3)
     assert len(calibrated.classify_atoms(crystal, denoise_steps=1).labels) == len(crystal)
+
+
+def test_prior_of_strength_lowers_only_the_uncommon_phases():
+    assert prior_of_strength(PHASES + ("A_hP4_194_ac",), 1.5) == {"A_hP4_194_ac": -1.5}
+    assert prior_of_strength(PHASES, 2.0, common=("A_cF4_225_a",)) == {
+        "A_cI2_229_a": -2.0, "A_hP2_194_c": -2.0}
+    assert prior_of_strength(PHASES + ("A_hP4_194_ac",), 0.0) == {}
+
+
+def test_phase_prior_tuning_keeps_the_best_strength_and_sets_it(tiny_model):
+    rng = np.random.default_rng(5)
+    hot = []
+    for label in ("A_cF4_225_a", "A_cI2_229_a"):
+        atoms = validation_structures(tiny_model, sigmas=(0.2,), target_atoms=40)[
+            PHASES.index(label)][1]
+        atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
+        hot.append((label, atoms))
+    structures = validation_structures(tiny_model, sigmas=(0.1,), target_atoms=30)
+    # hcp is the only "rare" phase here: the strength moves hcp's logit alone
+    record = tune_phase_prior(tiny_model, hot, structures, strengths=(0.0, 1.0, 50.0),
+                              common=("A_cF4_225_a", "A_cI2_229_a"), log=lambda *_: None)
+    try:
+        scores = record["candidates"]
+        best = max(scores, key=lambda s: s["objective"])
+        assert record["chosen"] == best
+        assert tiny_model.log_prior == prior_of_strength(
+            PHASES, best["strength"], ("A_cF4_225_a", "A_cI2_229_a"))
+        # a prior of 50 makes hcp unreachable: no hcp structure is right, so synthetic
+        # accuracy is at most 2/3, while the two common crystals lose nothing to hcp
+        strong = scores[-1]
+        assert strong["synthetic"] <= 2 / 3 + 1e-9
+        assert strong["hot_crystals"] >= scores[0]["hot_crystals"]
+        for s in scores:
+            assert s["objective"] == pytest.approx(0.5 * (s["hot_crystals"] + s["synthetic"]))
+    finally:
+        tiny_model.log_prior = {}
+
+
+def test_calibrate_command_sets_a_given_prior_strength(tiny_model, tmp_path):
+    model_path = save_model(tmp_path / "m.safetensors", tiny_model, SPEC)
+    liquid = tmp_path / "liquid.extxyz"
+    from ase.io import write
+
+    write(liquid, [disordered_packing(108, np.random.default_rng(0))])
+    out = tmp_path / "c.safetensors"
+    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--keep-step-size",
+                 "--prior-strength", "0.5", "--output", str(out)]) == 0
+    assert load_model(out).log_prior == {}  # fcc, bcc and hcp are all common
+    with pytest.raises(SystemExit, match="--prior-strength must be"):
+        main(["calibrate", str(model_path), "--liquid", str(liquid), "--prior-strength",
+              "strong"])

@@ -202,3 +202,63 @@ def test_denoising_stops_at_the_tolerance(small_model):
     np.testing.assert_allclose(early.logits, full.history[1]["logits"], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="tolerance"):
         small_model.classify_atoms(atoms, denoise_steps=2, tolerance=0.0)
+
+
+def test_log_prior_shifts_logits_and_score_unless_candidates_restrict(small_model):
+    atoms = _rattled_fcc()
+    plain = small_model.classify_atoms(atoms, denoise_steps=1, keep_history=True)
+    prior = {"A_cI2_229_a": -1.5, "A_hP2_194_c": 0.7}
+    small_model.log_prior = prior
+    try:
+        shifted = small_model.classify_atoms(atoms, denoise_steps=1, keep_history=True)
+        restricted = small_model.classify_atoms(atoms, candidates=["A_cF4_225_a",
+                                                                   "A_cI2_229_a"])
+    finally:
+        small_model.log_prior = {}
+    shift = np.array([prior.get(p, 0.0) for p in PHASES])
+    np.testing.assert_allclose(shifted.history[0]["logits"], plain.history[0]["logits"] + shift,
+                               rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(shifted.labels, np.argmax(shifted.logits, axis=1))
+    # the score is the gradient of sum_i logsumexp(l + log_prior): the prior reweights the
+    # phases' pulls, so the denoising step moves the atoms differently
+    assert np.abs(shifted.displacement - plain.displacement).max() > 1e-6
+    # a caller's candidates replace the prior: raw network logits
+    np.testing.assert_allclose(restricted.logits, plain.history[0]["logits"], rtol=0, atol=1e-5)
+
+
+def test_score_with_log_prior_is_the_gradient_of_the_mixture_density(small_model):
+    atoms = _rattled_fcc(repeat=2)
+    small_model.log_prior = {"A_cI2_229_a": -2.0, "A_hP2_194_c": -0.5}
+    try:
+        graph = periodic_graph(atoms.positions, atoms.cell, True, small_model.cutoff)
+        cand = np.arange(len(PHASES))
+        _, gradient = small_model.logits_and_gradient(atoms.positions, graph, len(atoms), cand,
+                                                      True)
+        shift = torch.tensor([0.0, -2.0, -0.5], dtype=torch.float64)
+        network = small_model.network.double()
+        try:
+            def log_p(positions):
+                pos = torch.tensor(positions, dtype=torch.float64)
+                logits = network(pos, torch.as_tensor(graph.edge_index),
+                                 torch.tensor(graph.shifts, dtype=torch.float64))
+                return torch.logsumexp(logits + shift, dim=1).sum().item()
+
+            h = 1e-5
+            for atom, axis in ((0, 0), (3, 2), (7, 1)):
+                plus, minus = atoms.positions.copy(), atoms.positions.copy()
+                plus[atom, axis] += h
+                minus[atom, axis] -= h
+                numeric = (log_p(plus) - log_p(minus)) / (2 * h)
+                assert gradient[atom, axis] == pytest.approx(numeric, rel=1e-3, abs=1e-4)
+        finally:
+            network.float()
+    finally:
+        small_model.log_prior = {}
+
+
+def test_bad_log_prior_is_refused_with_the_phase_names(small_model):
+    with pytest.raises(ValueError, match=r"B_nonsense.*its phases"):
+        small_model.log_prior = {"B_nonsense": -1.0}
+    with pytest.raises(ValueError, match="finite"):
+        small_model.log_prior = {"A_cI2_229_a": float("nan")}
+    assert small_model.log_prior == {}

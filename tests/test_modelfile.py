@@ -43,7 +43,7 @@ def saved(tmp_path):
     torch.manual_seed(1)
     spec = ModelSpec(phases=PHASES, backbone=SMALL)
     model = PhaseModel(build_network(spec), PHASES, confidence_threshold=-1.5,
-                       metadata={"name": "t"})
+                       metadata={"name": "t"}, log_prior={PHASES[1]: -0.75})
     path = save_model(tmp_path / "m.safetensors", model, spec, training={"steps": 3})
     return model, path
 
@@ -54,6 +54,7 @@ def test_round_trip_keeps_answers_and_metadata(saved):
     assert loaded.phases == PHASES
     assert loaded.confidence_threshold == -1.5
     assert loaded.metadata["training"] == {"steps": 3}
+    assert loaded.log_prior == {PHASES[1]: -0.75}
     np.testing.assert_array_equal(loaded.classify_atoms(_atoms()).logits,
                                   model.classify_atoms(_atoms()).logits)
 

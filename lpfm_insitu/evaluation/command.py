@@ -57,6 +57,7 @@ def model_identity(model, name: str) -> dict:
             "final_losses": {k: round(v, 4) for k, v in losses.items()
                              if k in ("ce", "sm") and isinstance(v, (int, float))},
             "step_size": model.step_size, "max_step": model.max_step,
+            "log_prior": model.log_prior,
             "note": {k: v for k, v in model.metadata.items()
                      if k not in ("path", "training", "package_version", "name")},
             "modified": datetime.datetime.fromtimestamp(path.stat().st_mtime).isoformat(

@@ -157,3 +157,20 @@ def potential_directory() -> Path:
             return Path(folder)
     raise FileNotFoundError("LAMMPS potential files not found: install Debian's lammps-data "
                             "or set LAMMPS_POTENTIALS to the folder holding Cu_mishin1.eam.alloy")
+
+
+#: Hot crystals that ``lpfm calibrate`` sets the phase prior on: other elements and
+#: potentials than the evaluation's crystals, so the report's step-0 figures stay held out.
+CALIBRATION_CRYSTALS: tuple[MDSystem, ...] = (
+    MDSystem("Ni_fcc_1500K", "FCC Ni, Onat-Durukanoglu CuNi EAM, 1500 K", FCC, "Ni", 58.693,
+             "lattice         fcc 3.52", (8, 8, 8), "eam/alloy", "CuNi.eam.alloy", 1500.0),
+    MDSystem("W_bcc_3000K", "BCC W, Zhou EAM, 3000 K", BCC, "W", 183.84,
+             "lattice         bcc 3.165", (10, 10, 10), "eam/alloy", "W_zhou.eam.alloy",
+             3000.0),
+    MDSystem("Zr_hcp_1000K", "HCP Zr, Mendelev-Ackland EAM, 1000 K", HCP, "Zr", 91.224,
+             _hcp_lattice(3.23, 1.60), (10, 6, 8), "eam/fs", "Zr_mm.eam.fs", 1000.0,
+             barostat="aniso"),
+    MDSystem("Ge_diamond_1000K", "diamond Ge, Tersoff, 1000 K", DIAMOND, "Ge", 72.63,
+             "lattice         diamond 5.658", (6, 6, 6), "tersoff", "Ge.tersoff", 1000.0,
+             candidates=SI_CANDIDATES, diamond=True),
+)

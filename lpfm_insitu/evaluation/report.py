@@ -104,6 +104,17 @@ def _cache_note(results) -> str:
     return f"read from the cache (making them took {total:.0f} s of LAMMPS on 2 ranks)"
 
 
+def _prior_text(model: dict) -> str:
+    prior = model.get("log_prior") or {}
+    if not prior:
+        return "uniform phase prior"
+    values = sorted(set(prior.values()))
+    if len(values) == 1:
+        return (f"phase prior: {len(prior)} prototypes {values[0]:g} below the others "
+                "(applied over all phases, not with restricted candidates)")
+    return "phase prior (log): " + ", ".join(f"{p} {v:g}" for p, v in sorted(prior.items()))
+
+
 def render(results: dict, out_dir: Path) -> str:
     r = results
     meta = r["meta"]
@@ -117,7 +128,7 @@ def render(results: dict, out_dir: Path) -> str:
              f"final losses {model.get('final_losses')}; file dated {model.get('modified')}; "
              f"unknown threshold stored in the file: {_stored_thresholds(model)}; "
              f"denoising step {model.get('step_size')} Å² × score, capped at "
-             f"{model.get('max_step')} Å per step"
+             f"{model.get('max_step')} Å per step; {_prior_text(model)}"
              + "".join(f"; {k}: {v}" for k, v in (model.get("note") or {}).items()) + ".",
              f"- **Date**: {meta['date']} (lpfm_insitu {meta['package_version']}, torch "
              f"{meta['torch_version']}).",
