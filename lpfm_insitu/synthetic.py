@@ -204,6 +204,8 @@ class SyntheticSampler:
         uniaxial_range: tuple[float, float] = (-0.15, 0.05),
         seed: int | None = 0,
         uniaxial_exempt: Sequence[str] = (),
+        narrow_shear: Sequence[str] = (),
+        narrow_shear_std: float = 0.015,
     ) -> None:
         self.labels = tuple(PROTOTYPE_LABELS if labels is None else labels)
         if not self.labels:
@@ -225,9 +227,16 @@ class SyntheticSampler:
         # stretched 7.6 % along a cube axis) would be relabelled by that strain: they get
         # no uniaxial augmentation, or the two classes overlap and the model merges them.
         self.uniaxial_exempt = frozenset(uniaxial_exempt)
-        bad = sorted(self.uniaxial_exempt - set(PROTOTYPE_LABELS))
-        if bad:
-            raise KeyError(f"uniaxial_exempt names unknown prototype(s) {bad}")
+        # Shocked HCP is strained anisotropically by 15-25% (PTM's deformation gradient in
+        # the shock demo), so most lattices need a wide shear; FCC and bct In, one
+        # tetragonal strain apart, keep a narrow one or their classes overlap.
+        self.narrow_shear = frozenset(narrow_shear)
+        self.narrow_shear_std = float(narrow_shear_std)
+        for name, group in (("uniaxial_exempt", self.uniaxial_exempt),
+                            ("narrow_shear", self.narrow_shear)):
+            bad = sorted(group - set(PROTOTYPE_LABELS))
+            if bad:
+                raise KeyError(f"{name} names unknown prototype(s) {bad}")
         self.rng = np.random.default_rng(seed)
         self._ideal: dict[str, Atoms] = {}
 
@@ -243,7 +252,8 @@ class SyntheticSampler:
         if label is None:
             label = self.labels[rng.integers(len(self.labels))]
         p_uniaxial = 0.0 if label in self.uniaxial_exempt else self.p_uniaxial
-        F = random_strain(rng, self.scale_range, self.shear_std, p_uniaxial, self.uniaxial_range)
+        shear_std = self.narrow_shear_std if label in self.narrow_shear else self.shear_std
+        F = random_strain(rng, self.scale_range, shear_std, p_uniaxial, self.uniaxial_range)
         strained = apply_strain(self.ideal(label), F)
         clean = strained.positions.copy()
         sigma = float(rng.uniform(0.0, self.sigma_max))

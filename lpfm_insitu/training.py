@@ -38,7 +38,8 @@ class TrainingConfig:
     target_atoms: int = 120
     sigma_max: float = 0.36  # Å at the reference density
     # elastic augmentation, passed to SyntheticSampler (its defaults when empty):
-    # scale_range, shear_std, p_uniaxial, uniaxial_range, uniaxial_exempt
+    # scale_range, shear_std, p_uniaxial, uniaxial_range, uniaxial_exempt, narrow_shear,
+    # narrow_shear_std
     strain: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     checkpoint_every: int = 100
@@ -119,7 +120,8 @@ class Trainer:
         self.label_map = np.array([phases.index(p) if p in phases else -1
                                    for p in PROTOTYPE_LABELS])
         strain = dict(config.strain)
-        known = {"scale_range", "shear_std", "p_uniaxial", "uniaxial_range", "uniaxial_exempt"}
+        known = {"scale_range", "shear_std", "p_uniaxial", "uniaxial_range", "uniaxial_exempt",
+                 "narrow_shear", "narrow_shear_std"}
         if set(strain) - known:
             raise ValueError(f"unknown strain setting(s) {sorted(set(strain) - known)}; "
                              f"known settings: {sorted(known)}")

@@ -221,6 +221,26 @@ def test_uniaxial_exempt_prototypes_get_no_uniaxial_strain():
         SyntheticSampler(uniaxial_exempt=["A_xx"])
 
 
+def test_narrow_shear_prototypes_get_their_own_shear_width():
+    """FCC and bct In keep a narrow shear while the other lattices get a wide one."""
+    from lpfm_insitu.synthetic import SyntheticSampler
+
+    sampler = SyntheticSampler(labels=["A_cF4_225_a", "A_hP2_194_c"], target_atoms=20,
+                               shear_std=0.1, scale_range=(1.0, 1.0), p_uniaxial=0.0,
+                               sigma_max=0.0, seed=5, narrow_shear=["A_cF4_225_a"],
+                               narrow_shear_std=0.0)
+
+    def strain(label):
+        ideal, sample = sampler.ideal(label), sampler.sample_one(label)
+        deformation = np.linalg.solve(ideal.cell[:], sample.atoms.cell[:])
+        return np.abs(deformation - np.eye(3)).max()
+
+    assert strain("A_cF4_225_a") == pytest.approx(0.0, abs=1e-12)
+    assert min(strain("A_hP2_194_c") for _ in range(5)) > 0.01
+    with pytest.raises(KeyError, match="narrow_shear.*A_yy"):
+        SyntheticSampler(narrow_shear=["A_yy"])
+
+
 def test_training_config_rejects_unknown_strain_setting(tmp_path):
     from lpfm_insitu.training import Trainer, TrainingConfig
 
