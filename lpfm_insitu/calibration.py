@@ -179,6 +179,20 @@ def step_thresholds_on_liquid(model, liquid_frames, steps=(0, 1, 2, 4, 8),
     return {k: rejection_threshold(confidences[k], quantile) for k in steps}
 
 
+def step_thresholds_on_liquids(model, liquids, steps=(0, 1, 2, 4, 8),
+                               quantile: float = 0.95) -> dict[int, float]:
+    """Per-step thresholds that leave ``quantile`` of *each* liquid's atoms unknown.
+
+    ``liquids`` is a list of frame lists, one per liquid. Liquids of different elements
+    reach different confidences; the largest of their thresholds holds for all of them,
+    and so carries better to a liquid none of them is.
+    """
+    if not liquids:
+        raise ValueError("no liquid to calibrate the unknown thresholds on")
+    per_liquid = [step_thresholds_on_liquid(model, frames, steps, quantile) for frames in liquids]
+    return {k: max(t[k] for t in per_liquid) for k in steps}
+
+
 def register_command(subparsers) -> None:
     p = subparsers.add_parser(
         "calibrate", help="after training: choose the denoising step size on synthetic "
@@ -186,8 +200,9 @@ def register_command(subparsers) -> None:
     p.add_argument("model", help="model file to calibrate (rewritten unless --output)")
     p.add_argument("--output", help="write the calibrated model here instead")
     p.add_argument("--liquid", nargs="+", default=None,
-                   help="liquid snapshot file(s) any ASE reader opens (default: liquid Al made "
-                        "with LAMMPS and cached, see evaluation.md_templates.CALIBRATION_LIQUID)")
+                   help="liquid snapshot file(s) any ASE reader opens, one liquid per file "
+                        "(default: liquid Al, Ni and Zr made with LAMMPS and cached, see "
+                        "evaluation.md_templates.CALIBRATION_LIQUIDS)")
     p.add_argument("--quantile", type=float, default=0.95,
                    help="fraction of liquid atoms to label unknown (default 0.95)")
     p.add_argument("--keep-step-size", action="store_true",
@@ -235,15 +250,15 @@ def _calibrate(args) -> int:
     if args.liquid:
         from ase.io import read
 
-        frames = [atoms for name in args.liquid for atoms in read(name, index=":")]
+        liquids = [read(name, index=":") for name in args.liquid]
         source = [str(name) for name in args.liquid]
     else:
         from .evaluation.md_snapshots import DEFAULT_CACHE, snapshots
-        from .evaluation.md_templates import CALIBRATION_LIQUID
+        from .evaluation.md_templates import CALIBRATION_LIQUIDS
 
-        frames, meta = snapshots(CALIBRATION_LIQUID, DEFAULT_CACHE, 2, log)
-        source = f"{CALIBRATION_LIQUID.name}: {CALIBRATION_LIQUID.description}"
-    thresholds = step_thresholds_on_liquid(model, frames, quantile=args.quantile)
+        liquids = [snapshots(s, DEFAULT_CACHE, 2, log)[0] for s in CALIBRATION_LIQUIDS]
+        source = [f"{s.name}: {s.description}" for s in CALIBRATION_LIQUIDS]
+    thresholds = step_thresholds_on_liquids(model, liquids, quantile=args.quantile)
     model.step_thresholds = thresholds
     model.confidence_threshold = thresholds[0]
     record["thresholds"] = {"liquid": source, "quantile": args.quantile,

@@ -8,7 +8,8 @@ import torch
 from ase.build import bulk
 
 from lpfm_insitu.calibration import (disordered_packing, prior_of_strength,
-                                     step_thresholds_on_liquid, tune_phase_prior,
+                                     step_thresholds_on_liquid, step_thresholds_on_liquids,
+                                     tune_phase_prior,
                                      tune_step_size, validation_structures)
 from lpfm_insitu.cli import main
 from lpfm_insitu.constants import UNKNOWN_PHASE
@@ -119,3 +120,18 @@ def test_calibrate_command_sets_a_given_prior_strength(tiny_model, tmp_path):
     with pytest.raises(SystemExit, match="--prior-strength must be"):
         main(["calibrate", str(model_path), "--liquid", str(liquid), "--prior-strength",
               "strong"])
+
+
+def test_thresholds_over_several_liquids_hold_for_each(tiny_model):
+    dense = [disordered_packing(108, np.random.default_rng(3))]
+    loose = [disordered_packing(108, np.random.default_rng(4), min_distance_fraction=0.6)]
+    each = [step_thresholds_on_liquid(tiny_model, frames, steps=(0,), quantile=0.9)[0]
+            for frames in (dense, loose)]
+    both = step_thresholds_on_liquids(tiny_model, [dense, loose], steps=(0,), quantile=0.9)
+    assert both[0] == max(each)
+    tiny_model.step_thresholds = both
+    for frames in (dense, loose):
+        labels = tiny_model.classify_atoms(frames[0]).labels
+        assert np.mean(labels == UNKNOWN_PHASE) >= 0.9
+    with pytest.raises(ValueError, match="no liquid"):
+        step_thresholds_on_liquids(tiny_model, [])

@@ -143,12 +143,19 @@ SYSTEMS: tuple[MDSystem, ...] = (
 
 SYSTEMS_BY_NAME = {s.name: s for s in SYSTEMS}
 
-#: The liquid that ``lpfm calibrate`` sets the unknown thresholds on: another element and
-#: potential than the evaluation's liquid Cu, so the report's liquid figure is held out.
-CALIBRATION_LIQUID = MDSystem(
-    "Al_liquid_1300K", "liquid Al, Mendelev EAM, melted at 2000 K then 1300 K", None, "Al",
-    26.9815, "lattice         fcc 4.05", (8, 8, 8), "eam/fs", "Al_mm.eam.fs", 1300.0,
-    melt_temperature=2000.0, melt_ps=3.0)
+#: The liquids that ``lpfm calibrate`` sets the unknown thresholds on: other elements and
+#: potentials than the evaluation's liquid Cu, so the report's liquid figure is held out.
+CALIBRATION_LIQUIDS: tuple[MDSystem, ...] = (
+    MDSystem("Al_liquid_1300K", "liquid Al, Mendelev EAM, melted at 2000 K then 1300 K", None,
+             "Al", 26.9815, "lattice         fcc 4.05", (8, 8, 8), "eam/fs", "Al_mm.eam.fs",
+             1300.0, melt_temperature=2000.0, melt_ps=3.0),
+    MDSystem("Ni_liquid_1900K", "liquid Ni, Onat-Durukanoglu CuNi EAM, melted at 3000 K then "
+             "1900 K", None, "Ni", 58.693, "lattice         fcc 3.52", (8, 8, 8), "eam/alloy",
+             "CuNi.eam.alloy", 1900.0, melt_temperature=3000.0, melt_ps=3.0),
+    MDSystem("Zr_liquid_2300K", "liquid Zr, Mendelev-Ackland EAM, melted at 3500 K then 2300 K",
+             None, "Zr", 91.224, _hcp_lattice(3.23, 1.60), (10, 6, 8), "eam/fs",
+             "Zr_mm.eam.fs", 2300.0, melt_temperature=3500.0, melt_ps=3.0),
+)
 
 
 def potential_directory() -> Path:

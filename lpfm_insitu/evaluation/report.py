@@ -104,6 +104,13 @@ def _cache_note(results) -> str:
     return f"read from the cache (making them took {total:.0f} s of LAMMPS on 2 ranks)"
 
 
+def _calibration_liquids(model: dict) -> str:
+    source = ((model.get("calibration") or {}).get("thresholds") or {}).get("liquid")
+    if not source:
+        return "no record of which in the model file"
+    return "; ".join(source) if isinstance(source, list) else str(source)
+
+
 def _prior_text(model: dict) -> str:
     prior = model.get("log_prior") or {}
     if not prior:
@@ -150,7 +157,7 @@ def render(results: dict, out_dir: Path) -> str:
     if "physics" in r:
         parts += _physics(r["physics"])
     if "md" in r:
-        parts += _md(r["md"])
+        parts += _md(r["md"], model)
     if "cost" in r:
         parts += _cost(r["cost"])
     return "\n".join(parts) + "\n"
@@ -243,7 +250,7 @@ def _physics(p) -> list[str]:
             markdown_table(["crystal"] + [f"σ = {x:g} Å" for x in sigmas], sweep), ""]
 
 
-def _md(m) -> list[str]:
+def _md(m, model: dict) -> list[str]:
     systems = m["systems"]
     info = []
     for name, e in systems.items():
@@ -298,8 +305,9 @@ def _md(m) -> list[str]:
             "![MD accuracy](md_accuracy.png)", "",
             "**Unknown threshold.** Thresholds that mark 95 % of the LAMMPS liquid's atoms "
             "unknown: " + ", ".join(f"{float(v):.3f} after {k} steps" for k, v in thr.items())
-            + f" (stored: {step_thresholds_text(m)}; `lpfm calibrate` sets them on a liquid "
-            "of another element, Al, so this liquid Cu is held out). "
+            + f" (stored: {step_thresholds_text(m)}; `lpfm calibrate` sets them on "
+            "liquids of other elements, so this liquid Cu is held out: "
+            f"{_calibration_liquids(model)}). "
             "`calibrate_on_liquid(model, liquid_atoms, 0.95, "
             "denoise_steps)` in `lpfm_insitu.evaluation.metrics` returns them. "
             "Accuracy (%) — for the liquid: unknown fraction (%):", "",
