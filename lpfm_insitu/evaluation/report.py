@@ -117,8 +117,9 @@ def _prior_text(model: dict) -> str:
         return "uniform phase prior"
     values = sorted(set(prior.values()))
     if len(values) == 1:
-        return (f"phase prior: {len(prior)} prototypes {values[0]:g} below the others "
-                "(applied over all phases, not with restricted candidates)")
+        return (f"phase prior: log prior {values[0]:g} on {len(prior)} of the "
+                f"{model['n_phases']} prototypes, 0 on the others (applied over all phases, "
+                "not with restricted candidates)")
     return "phase prior (log): " + ", ".join(f"{p} {v:g}" for p, v in sorted(prior.items()))
 
 
