@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "distance at the input's volume per atom); default: from the cell")
     p.add_argument("--candidates", default=None,
                    help="comma-separated AFLOW labels to restrict the classification to")
+    p.add_argument("--averaging-radius", type=float, default=None,
+                   help="labels and OPs from logits averaged over each atom's neighbours "
+                        "within this radius, in Å at the model's reference density of "
+                        "15 Å^3/atom (4.0 takes the first two FCC shells); 0: each atom's "
+                        "own logits; default: the model file's setting")
     p.add_argument("--index", default="-1", help="frame(s) to read, ASE syntax (default: last)")
     p.add_argument("--format", default=None, help="input format for ASE (default: guessed)")
     p.add_argument("--output", default=None,

@@ -45,6 +45,7 @@ def save_model(path: str | Path, model: PhaseModel, spec: ModelSpec, *,
         "log_prior": json.dumps(model.log_prior),
         "step_size": repr(model.step_size),
         "max_step": repr(model.max_step),
+        "averaging_radius": repr(model.averaging_radius),
         "training": json.dumps(training or {}),
         "metadata": json.dumps(model.metadata),
     }
@@ -132,6 +133,7 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str = "cpu",
                       max_step=float(header.get("max_step", 0.2)),
                       step_thresholds=json.loads(header.get("step_thresholds", "{}")),
                       log_prior=json.loads(header.get("log_prior", "{}")),
+                      averaging_radius=float(header.get("averaging_radius", 0.0)),
                       metadata=metadata, device=device, precision=precision)
 
 

@@ -99,6 +99,8 @@ def classify_command(args) -> int:
 
     model = load_model(args.model, precision=args.precision)
     candidates = args.candidates.split(",") if args.candidates else None
+    if getattr(args, "averaging_radius", None) is not None:
+        model.averaging_radius = args.averaging_radius
     frames = read_frames(args.input, args.index, args.format)
     results = [model.classify_atoms(atoms, denoise_steps=args.denoise_steps,
                                     tolerance=getattr(args, "tolerance", None),
@@ -114,6 +116,7 @@ def classify_command(args) -> int:
             raise ValueError(f"output {str(output)!r}: use a .xyz (extended XYZ) or .dump "
                              "(LAMMPS dump) file name")
     report = summary(results, str(args.model), args.denoise_steps)
+    report["averaging_radius"] = model.averaging_radius
     if args.json:
         print(json.dumps(report))
     else:

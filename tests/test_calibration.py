@@ -71,6 +71,33 @@ def test_calibrate_command_writes_thresholds_into_the_model_file(tiny_model, tmp
     assert len(calibrated.classify_atoms(crystal, denoise_steps=1).labels) == len(crystal)
 
 
+def test_calibrate_command_sets_the_averaging_radius_before_the_thresholds(tiny_model,
+                                                                          tmp_path):
+    model_path = save_model(tmp_path / "m.safetensors", tiny_model, SPEC)
+    liquid = tmp_path / "liquid.extxyz"
+    from ase.io import read, write
+
+    write(liquid, [disordered_packing(108, np.random.default_rng(5))])
+    out = tmp_path / "c.safetensors"
+    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--keep-step-size",
+                 "--prior-strength", "keep", "--averaging-radius", "3.5",
+                 "--output", str(out)]) == 0
+    calibrated = load_model(out)
+    assert calibrated.averaging_radius == 3.5
+    # the thresholds are those of the averaged logits, which differ from the atoms' own
+    tiny_model.averaging_radius = 3.5
+    try:
+        expected = step_thresholds_on_liquid(tiny_model, read(liquid, index=":"))
+    finally:
+        tiny_model.averaging_radius = 0.0
+    own = step_thresholds_on_liquid(tiny_model, read(liquid, index=":"), steps=(0,))
+    assert calibrated.step_thresholds == pytest.approx(expected, abs=1e-6)
+    assert abs(expected[0] - own[0]) > 1e-4
+    with pytest.raises(SystemExit, match="averaging_radius must be between 0"):
+        main(["calibrate", str(model_path), "--liquid", str(liquid), "--averaging-radius",
+              "-2"])
+
+
 def test_prior_of_strength_lowers_only_the_uncommon_phases():
     assert prior_of_strength(PHASES + ("A_hP4_194_ac",), 1.5) == {"A_hP4_194_ac": -1.5}
     assert prior_of_strength(PHASES, 2.0, common=("A_cF4_225_a",)) == {
@@ -92,17 +119,27 @@ def test_phase_prior_tuning_keeps_the_best_strength_and_sets_it(tiny_model):
                               common=("A_cF4_225_a", "A_cI2_229_a"), log=lambda *_: None)
     try:
         scores = record["candidates"]
-        best = max(scores, key=lambda s: s["objective"])
-        assert record["chosen"] == best
-        assert tiny_model.log_prior == prior_of_strength(
-            PHASES, best["strength"], ("A_cF4_225_a", "A_cI2_229_a"))
         # a prior of 50 makes hcp unreachable: no hcp structure is right, so synthetic
         # accuracy is at most 2/3, while the two common crystals lose nothing to hcp
         strong = scores[-1]
         assert strong["synthetic"] <= 2 / 3 + 1e-9
-        assert strong["hot_crystals"] >= scores[0]["hot_crystals"]
+        assert strong["worst_hot_crystal"] >= scores[0]["worst_hot_crystal"]
         for s in scores:
-            assert s["objective"] == pytest.approx(0.5 * (s["hot_crystals"] + s["synthetic"]))
+            assert s["worst_hot_crystal"] <= s["hot_crystals"]
+        # hot crystals first: the best synthetic accuracy among strengths that reach the
+        # target on every hot crystal, else the best worst crystal
+        target = record["hot_target"]
+        eligible = [s for s in scores if s["worst_hot_crystal"] >= target]
+        best = (max(eligible, key=lambda s: s["synthetic"]) if eligible else
+                max(scores, key=lambda s: (s["worst_hot_crystal"], s["synthetic"])))
+        assert record["chosen"] == best
+        assert tiny_model.log_prior == prior_of_strength(
+            PHASES, best["strength"], ("A_cF4_225_a", "A_cI2_229_a"))
+        # with no target to reach, synthetic accuracy alone decides
+        free = tune_phase_prior(tiny_model, hot, structures, strengths=(0.0, 1.0, 50.0),
+                                common=("A_cF4_225_a", "A_cI2_229_a"), hot_target=0.0,
+                                log=lambda *_: None)
+        assert free["chosen"]["synthetic"] == max(s["synthetic"] for s in scores)
     finally:
         tiny_model.log_prior = {}
 

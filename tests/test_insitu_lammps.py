@@ -34,11 +34,22 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def loaded_model(tiny_model):
+    return _load(tiny_model)
+
+
+@pytest.fixture(scope="session")
+def averaged_tiny_model(tmp_path_factory):
+    """The tiny model with its logits averaged over each atom's first shell."""
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "averaged.safetensors",
+                           averaging_radius=3.0)
+
+
+def _load(path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from lpfm_insitu.modelfile import load_model
 
-        return load_model(tiny_model)
+        return load_model(path)
 
 
 def run_example(tmp_path, run_lmp, example, input_name, n_ranks, tag, **variables):
@@ -64,13 +75,19 @@ def assert_matches(model, got_labels, got_conf, got_ops, ref, op_idx, what):
 
 # --- the classification example ----------------------------------------------------------
 
-def test_classify_example_matches_single_process(tmp_path, run_lmp, tiny_model, loaded_model):
+@pytest.mark.parametrize("averaged", [False, True], ids=["own_logits", "averaged_logits"])
+def test_classify_example_matches_single_process(tmp_path, run_lmp, averaged, request):
+    # averaged: a ghost's logits come from its owner (the halo), so a rank boundary must
+    # not change an average that takes in atoms of the neighbouring rank
+    model_file = request.getfixturevalue("averaged_tiny_model" if averaged else "tiny_model")
+    loaded_model = _load(model_file)
     result = run_example(tmp_path, run_lmp, "insitu_classify", "in.classify", 2, "np2",
-                         lpfm_model=tiny_model, cells=5, steps=100, lpfm_cutoff=CUTOFF)
+                         lpfm_model=model_file, cells=5, steps=100, lpfm_cutoff=CUTOFF)
     out = result.stdout
     # the phase list and the column mapping are printed once
     assert out.count("lpfm_insitu:   i_lpfm_phase: 0 = A_cF4_225_a") == 1
     assert "d2_lpfm_op[2] = logit of A_hP2_194_c (phase 2)" in out
+    assert f"logits averaged over neighbours within {3 if averaged else 0} (model units)" in out
     frames = read_dump_frames(result.workdir / "classify.dump")
     assert [f[0] for f in frames] == [50, 100]  # step 0 is not dumped (not classified yet)
     op_idx = [loaded_model.phases.index(p) for p in OPS]

@@ -1,9 +1,12 @@
 """The network and the inference core: score, symmetries, chunking, precision, errors."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
 from ase.build import bulk
+from ase.neighborlist import neighbor_list
 
 from lpfm_insitu.constants import UNKNOWN_PHASE
 from lpfm_insitu.graph import periodic_graph
@@ -101,8 +104,25 @@ def _with_ghost_images(atoms, reach):
     return np.concatenate(positions), np.concatenate(owners)
 
 
+@contextlib.contextmanager
+def averaging(model, radius):
+    before = model.averaging_radius
+    model.averaging_radius = radius
+    try:
+        yield model
+    finally:
+        model.averaging_radius = before
+
+
+@pytest.mark.parametrize("averaging_radius", [0.0, 4.0])
 @pytest.mark.parametrize("max_atoms_per_chunk", [None, 50])
-def test_subdomain_with_ghost_images_matches_periodic_cell(small_model, max_atoms_per_chunk):
+def test_subdomain_with_ghost_images_matches_periodic_cell(small_model, max_atoms_per_chunk,
+                                                           averaging_radius):
+    with averaging(small_model, averaging_radius):
+        _check_subdomain_matches_periodic_cell(small_model, max_atoms_per_chunk)
+
+
+def _check_subdomain_matches_periodic_cell(small_model, max_atoms_per_chunk):
     atoms = _rattled_fcc(repeat=4)
     scale = PhaseModel.length_scale(atomic_volume=atoms.get_volume() / len(atoms))
     whole = small_model.classify_atoms(atoms, denoise_steps=2)
@@ -113,6 +133,38 @@ def test_subdomain_with_ghost_images_matches_periodic_cell(small_model, max_atom
     np.testing.assert_array_equal(sub.labels, whole.labels)
     np.testing.assert_allclose(sub.logits, whole.logits, atol=1e-4)
     np.testing.assert_allclose(sub.displacement, whole.displacement, atol=1e-6)
+
+
+def test_averaged_logits_are_the_mean_over_each_atoms_neighbourhood(small_model):
+    atoms = _rattled_fcc(repeat=3, sigma=0.2)
+    own = small_model.classify_atoms(atoms)
+    radius = 4.0  # model units: the first two FCC shells at 15 A^3/atom
+    with averaging(small_model, radius):
+        averaged = small_model.classify_atoms(atoms)
+    scale = PhaseModel.length_scale(atomic_volume=atoms.get_volume() / len(atoms))
+    centre, neighbour = neighbor_list("ij", atoms, radius / scale)
+    expected = own.logits.copy()
+    np.add.at(expected, centre, own.logits[neighbour])
+    expected /= (1 + np.bincount(centre, minlength=len(atoms)))[:, None]
+    assert np.bincount(centre).min() >= 12  # at least the first shell around every atom
+    np.testing.assert_allclose(averaged.logits, expected, atol=1e-5)
+    np.testing.assert_array_equal(averaged.labels, np.argmax(expected, axis=1))
+    np.testing.assert_allclose(averaged.confidence, expected.max(axis=1), atol=1e-5)
+    # averaging over ~16 atoms narrows the atom-to-atom spread of every logit
+    assert np.all(averaged.logits.std(axis=0) < 0.7 * own.logits.std(axis=0))
+    # the score stays that of the per-atom log p: denoising moves atoms the same way
+    with averaging(small_model, radius):
+        moved = small_model.classify_atoms(atoms, denoise_steps=1).displacement
+    np.testing.assert_allclose(moved, small_model.classify_atoms(atoms, denoise_steps=1)
+                               .displacement, atol=1e-7)
+
+
+@pytest.mark.parametrize("radius", [-1.0, 4.7, float("nan")])
+def test_bad_averaging_radius_is_refused_with_the_allowed_range(small_model, radius):
+    with pytest.raises(ValueError, match=r"averaging_radius must be between 0 \(off\) and "
+                                         r"the model's cutoff 4.6"):
+        small_model.averaging_radius = radius
+    assert small_model.averaging_radius == 0.0
 
 
 def test_bf16_on_cpu_runs_and_agrees_roughly(small_model):

@@ -43,7 +43,8 @@ def saved(tmp_path):
     torch.manual_seed(1)
     spec = ModelSpec(phases=PHASES, backbone=SMALL)
     model = PhaseModel(build_network(spec), PHASES, confidence_threshold=-1.5,
-                       metadata={"name": "t"}, log_prior={PHASES[1]: -0.75})
+                       metadata={"name": "t"}, log_prior={PHASES[1]: -0.75},
+                       averaging_radius=3.5)
     path = save_model(tmp_path / "m.safetensors", model, spec, training={"steps": 3})
     return model, path
 
@@ -55,6 +56,7 @@ def test_round_trip_keeps_answers_and_metadata(saved):
     assert loaded.confidence_threshold == -1.5
     assert loaded.metadata["training"] == {"steps": 3}
     assert loaded.log_prior == {PHASES[1]: -0.75}
+    assert loaded.averaging_radius == 3.5
     np.testing.assert_array_equal(loaded.classify_atoms(_atoms()).logits,
                                   model.classify_atoms(_atoms()).logits)
 
@@ -128,3 +130,25 @@ def test_frozen_mace_file_backbone_round_trip(tmp_path):
                                model.classify_atoms(_atoms()).logits, atol=1e-6)
     with pytest.raises(ModelFileError, match="not embedded"):
         spec_for_mace_file(mace_path, PHASES, element=26)
+
+
+def test_each_insitu_classifier_gets_every_setting_of_the_file(saved):
+    # the in-situ adapter loads a file once per process and hands each configure() its
+    # own PhaseModel: the prior and averaging radius must come along (the prior once
+    # did not, and in-situ labels then differed from offline ones)
+    from lpfm_insitu.lammps.insitu import _cached_model
+
+    _, path = saved
+    first = _cached_model(str(path), load_model)
+    second = _cached_model(str(path), load_model)
+    assert first.network is second.network  # built once
+    reference = load_model(path)
+    for copy in (first, second):
+        assert copy.log_prior == reference.log_prior == {PHASES[1]: -0.75}
+        assert copy.averaging_radius == reference.averaging_radius == 3.5
+        assert copy.confidence_threshold == reference.confidence_threshold
+        assert (copy.step_size, copy.max_step) == (reference.step_size, reference.max_step)
+    first.averaging_radius = 0.0  # configure(averaging_radius=0) on one classifier only
+    assert second.averaging_radius == 3.5
+    np.testing.assert_array_equal(second.classify_atoms(_atoms()).logits,
+                                  reference.classify_atoms(_atoms()).logits)

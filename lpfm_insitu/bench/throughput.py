@@ -4,8 +4,9 @@ Each (size, precision, task) runs in a fresh process so that its peak resident m
 (``VmHWM``) belongs to that measurement alone; memory per atom is that peak minus the
 resident size after the model was loaded and the crystal built, divided by the atoms.
 The crystal is FCC Cu (a = 3.615 Å) with Gaussian displacements (sigma 0.1 Å), the
-graph is built as ``classify_atoms`` builds it, and the best of ``repeats`` timed calls
-after one warm-up is reported.
+graph is built as ``classify_atoms`` builds it, a classification includes the model's
+neighbour average of the logits, and the best of ``repeats`` timed calls after one
+warm-up is reported.
 
     python -m lpfm_insitu.bench.throughput --model default --atoms 1000 10000 100000
 """
@@ -67,6 +68,7 @@ def measure(model_name: str, n_atoms: int, precision: str, task: str, threads: i
     first-layer convolutions, to show what the fusion buys.
     """
     from ..graph import periodic_graph
+    from ..inference import NoHalo
 
     model, positions, cell, n, candidates = _prepared(model_name, n_atoms, threads, precision)
     if convolution == "e3nn":
@@ -76,10 +78,15 @@ def measure(model_name: str, n_atoms: int, precision: str, task: str, threads: i
     need_gradient = task == "denoise_step"
     baseline_kib = _status_kib("VmRSS")
 
+    def graph_of(model_positions, cutoff=model.cutoff):
+        return periodic_graph(model_positions, cell, True, cutoff)
+
     def call():
-        graph = periodic_graph(positions, cell, True, model.cutoff)
+        graph = graph_of(positions)
         t = time.perf_counter()
-        model.logits_and_gradient(positions, graph, n, candidates, need_gradient)
+        logits, _ = model.logits_and_gradient(positions, graph, n, candidates, need_gradient)
+        if not need_gradient:  # a classification's labels come from the averaged logits
+            model.average_over_neighbours(logits, positions, n, graph_of, NoHalo())
         return t
 
     times, graph_times = [], []
@@ -107,6 +114,7 @@ def profile_forward(model_name: str, n_atoms: int, threads: int, repeats: int = 
     import torch
 
     from ..graph import periodic_graph
+    from ..inference import NoHalo
 
     model, positions, cell, n, candidates = _prepared(model_name, n_atoms, threads)
     spent: dict[str, float] = {}

@@ -49,11 +49,15 @@ def run_cost(model, threads: int = 2, n_cells: int = 14, repeats: int = 3, seed:
         pos = atoms.positions * scale
         cell = np.asarray(atoms.cell) * scale
         from ..graph import periodic_graph
+        from ..inference import NoHalo
 
         t_graph, graph = _best(lambda: periodic_graph(pos, cell, True, model.cutoff), repeats)
         t_fwd, (logits32, _) = _best(
             lambda: model.logits_and_gradient(pos, graph, n, cand, False), repeats)
         t_grad, _ = _best(lambda: model.logits_and_gradient(pos, graph, n, cand, True), repeats)
+        t_average, _ = _best(lambda: model.average_over_neighbours(
+            logits32, pos, n, lambda p, cutoff: periodic_graph(p, cell, True, cutoff), NoHalo()),
+            repeats)
         t_classify, _ = _best(lambda: model.classify_atoms(atoms), repeats)
         t_one_step, _ = _best(lambda: model.classify_atoms(atoms, denoise_steps=1), 2)
         start = time.perf_counter()
@@ -67,7 +71,9 @@ def run_cost(model, threads: int = 2, n_cells: int = 14, repeats: int = 3, seed:
             "graph_us_per_atom": us(t_graph),
             "forward_us_per_atom": us(t_fwd),
             "forward_gradient_us_per_atom": us(t_grad),
-            "classification_us_per_atom": us(t_graph + t_fwd),
+            "averaging_radius": model.averaging_radius,
+            "average_us_per_atom": us(t_average),
+            "classification_us_per_atom": us(t_graph + t_fwd + t_average),
             "denoising_step_us_per_atom": us(t_graph + t_grad),
             "classify_atoms_us_per_atom": us(t_classify),
             "classify_atoms_1step_minus_0step_us_per_atom": us(t_one_step - t_classify),

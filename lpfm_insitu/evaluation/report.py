@@ -111,6 +111,15 @@ def _calibration_liquids(model: dict) -> str:
     return "; ".join(source) if isinstance(source, list) else str(source)
 
 
+def _averaging_text(model: dict) -> str:
+    radius = model.get("averaging_radius") or 0.0
+    if not radius:
+        return "labels and OPs from each atom's own logits"
+    return (f"labels and OPs from logits averaged over each atom and its neighbours within "
+            f"{radius:g} Å (model units, 15 Å³/atom: FCC's first two shells end at 3.92 Å); "
+            "the score is the per-atom log p's")
+
+
 def _prior_text(model: dict) -> str:
     prior = model.get("log_prior") or {}
     if not prior:
@@ -136,7 +145,8 @@ def render(results: dict, out_dir: Path) -> str:
              f"final losses {model.get('final_losses')}; file dated {model.get('modified')}; "
              f"unknown threshold stored in the file: {_stored_thresholds(model)}; "
              f"denoising step {model.get('step_size')} Å² × score, capped at "
-             f"{model.get('max_step')} Å per step; {_prior_text(model)}"
+             f"{model.get('max_step')} Å per step; {_prior_text(model)}; "
+             f"{_averaging_text(model)}"
              + "".join(f"; {k}: {v}" for k, v in (model.get("note") or {}).items()) + ".",
              f"- **Date**: {meta['date']} (lpfm_insitu {meta['package_version']}, torch "
              f"{meta['torch_version']}).",
@@ -341,7 +351,10 @@ def _cost(c) -> list[str]:
     rows = [["graph (neighbour list)", f"{c['graph_us_per_atom']:.1f}"],
             ["forward pass", f"{c['forward_us_per_atom']:.0f}"],
             ["forward + gradient of log p", f"{c['forward_gradient_us_per_atom']:.0f}"],
-            ["**classification** (graph + forward)", f"**{c['classification_us_per_atom']:.0f}**"],
+            [f"neighbour average of the logits (radius {c.get('averaging_radius', 0):g} Å)",
+             f"{c.get('average_us_per_atom', 0):.1f}"],
+            ["**classification** (graph + forward + average)",
+             f"**{c['classification_us_per_atom']:.0f}**"],
             ["**one denoising step** (graph + forward + gradient)",
              f"**{c['denoising_step_us_per_atom']:.0f}**"],
             ["`classify_atoms` end to end, 0 steps", f"{c['classify_atoms_us_per_atom']:.0f}"],

@@ -78,6 +78,7 @@ class InsituSettings:
     nn_distance: float | None = None
     atomic_volume: float | None = None
     candidates: tuple[str, ...] | None = None
+    averaging_radius: float | None = None
     precision: str = "fp32"
     device: str = "auto"
     threads: int | None = None
@@ -128,7 +129,8 @@ def configure(*, model: str = "default", fix: str = "lpfm", every: int | None = 
               denoise_steps: int = 0, ops: Any = "all", export_displacement: bool = False,
               types: Sequence[int] | None = None, nn_distance: float | None = None,
               atomic_volume: float | None = None, candidates: Sequence[str] | None = None,
-              precision: str = "fp32", device: str = "auto", threads: int | None = None,
+              averaging_radius: float | None = None, precision: str = "fp32",
+              device: str = "auto", threads: int | None = None,
               max_atoms_per_chunk: int | None = None, check_ghosts: str = "always",
               on_result: Sequence[Callable] = (), error_timeout: float | None = None,
               prefix: str = "lpfm", verbose: bool = True) -> Callable:
@@ -150,6 +152,10 @@ def configure(*, model: str = "default", fix: str = "lpfm", every: int | None = 
     nn_distance / atomic_volume: fix the length scale instead of box volume / atoms
         (needed when the box holds vacuum).
     candidates: restrict the argmax to these phases (labels still index all phases).
+    averaging_radius: labels, confidence and OPs from logits averaged over each atom's
+        neighbours within this radius (Å at the model's 15 Å^3/atom; 0: each atom's own);
+        default: the model file's. Ghosts get their owners' logits, so answers do not
+        depend on the decomposition.
     precision: "fp32" (default), "bf16" (CPU or GPU autocast) or "fp16" (GPU only).
     device: "auto" (the GPU of this rank's node-local index if CUDA is present, else
         the CPU), "cpu", "cuda" or "cuda:K".
@@ -173,7 +179,8 @@ def configure(*, model: str = "default", fix: str = "lpfm", every: int | None = 
             types=None if types is None else tuple(types), nn_distance=nn_distance,
             atomic_volume=atomic_volume,
             candidates=None if candidates is None else tuple(candidates),
-            precision=precision, device=device, threads=threads,
+            averaging_radius=averaging_radius, precision=precision, device=device,
+            threads=threads,
             max_atoms_per_chunk=max_atoms_per_chunk, check_ghosts=check_ghosts,
             error_timeout=error_timeout, verbose=bool(verbose), on_result=tuple(on_result))
         classifier = InsituClassifier(settings)
@@ -194,6 +201,11 @@ class InsituClassifier:
         self.settings = s = settings
         self._validate()
         self.model = self._load_model()
+        if s.averaging_radius is not None:
+            try:
+                self.model.averaging_radius = s.averaging_radius
+            except (TypeError, ValueError) as exc:
+                raise _fail(f"lpfm_insitu.lammps.configure: averaging_radius: {exc}") from None
         self.phases = self.model.phases
         self.op_indices = self._op_indices()
         if s.candidates is not None:
@@ -337,7 +349,8 @@ class InsituClassifier:
         net = self.model.network
         out = [f"lpfm_insitu: model {self.model_name!r} ({self.model.metadata.get('path', '?')}), "
                f"{len(self.phases)} phases, {net.num_interactions} interactions x r_max "
-               f"{net.r_max:g} (model units), denoise_steps {s.denoise_steps}"]
+               f"{net.r_max:g} (model units), denoise_steps {s.denoise_steps}, logits averaged "
+               f"over neighbours within {self.model.averaging_radius:g} (model units)"]
         out += [f"lpfm_insitu:   {line}" for line in self.mapping_lines()]
         out.append(f"lpfm_insitu:   needs: {self.fix_line()}")
         print("\n".join(out), flush=True)
@@ -717,7 +730,8 @@ def _cached_model(path: str, load_model):
     return PhaseModel(base.network, base.phases,
                       confidence_threshold=base.confidence_threshold,
                       step_size=base.step_size, max_step=base.max_step,
-                      step_thresholds=base.step_thresholds,
+                      step_thresholds=base.step_thresholds, log_prior=base.log_prior,
+                      averaging_radius=base.averaging_radius,
                       metadata=dict(base.metadata), device=base.device)
 
 

@@ -12,7 +12,7 @@ PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_hP3_191_ad", "A_cP1_22
 BACKBONE = {"channels": 8, "correlation": 2, "max_ell": 2, "num_interactions": 2, "r_max": 3.3}
 
 
-def make_tiny_model(path, phases=PHASES, backbone=BACKBONE, seed=0):
+def make_tiny_model(path, phases=PHASES, backbone=BACKBONE, seed=0, averaging_radius=0.0):
     """A small untrained LPFM whose labels vary from atom to atom in a hot fcc crystal.
 
     An untrained MACE gives nearly the same features to all fcc-like atoms, so the
@@ -48,10 +48,11 @@ def make_tiny_model(path, phases=PHASES, backbone=BACKBONE, seed=0):
         spread = (hidden @ last.weight.T).std(dim=0).mean()
         last.weight.div_(spread)
         last.bias.copy_(-(last.weight @ hidden.mean(dim=0)))
+    model.averaging_radius = averaging_radius
     threshold = float(np.median(model.classify_atoms(atoms).confidence))
     # denoising as the shipped model does it: small steps, capped at 0.03 A
     model = PhaseModel(net, spec.phases, confidence_threshold=threshold, step_size=0.005,
-                       max_step=0.03)
+                       max_step=0.03, averaging_radius=averaging_radius)
     return save_model(Path(path), model, spec)
 
 
