@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, safe_open
 
 from . import __version__
+from .allocator import keep_freed_memory
 from .inference import REFERENCE_ATOMIC_VOLUME, PhaseModel
 from .model import LPFMNetwork, ModelSpec, build_network, mace_architecture
 
@@ -106,6 +107,7 @@ def shipped_models() -> list[str]:
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str = "cpu",
                precision: str = "fp32") -> PhaseModel:
     """Load a model file (or a shipped model by name) without executing anything from it."""
+    keep_freed_memory()  # once per process: evaluations reuse the memory they free
     path = resolve_model_path(name_or_path)
     header = read_header(path)
     try:

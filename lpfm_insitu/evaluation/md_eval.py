@@ -54,12 +54,16 @@ def evaluate_system(model, system, frames, max_frames: int, log=print) -> dict:
             for s in STEPS:
                 cand_logits[s].append(c_logits[s])
             t0 = time.time()
-            low, mode, error = bf16_call(model, lambda m: m.classify_atoms(atoms).logits)
+            low, mode, error = bf16_call(model, lambda m: m.classify_atoms(atoms))
+            high = model.classify_atoms(atoms)
+            # the labels users get (unknown below the threshold), and the bare argmax
             bf16 = {"n_atoms": len(atoms), "wall_s": time.time() - t0, "mode": mode,
                     "native_error": error,
-                    "label_agreement_step0": float(np.mean(
-                        np.argmax(low, axis=1) == np.argmax(step_logits[0], axis=1))),
-                    "max_abs_logit_difference": float(np.max(np.abs(low - step_logits[0])))}
+                    "label_agreement_step0": float(np.mean(low.labels == high.labels)),
+                    "argmax_agreement_step0": float(np.mean(
+                        np.argmax(low.logits, axis=1) == np.argmax(high.logits, axis=1))),
+                    "max_abs_logit_difference": float(np.max(np.abs(low.logits
+                                                                    - high.logits)))}
     logits = {s: np.concatenate(v) for s, v in logits.items()}
     cand_logits = {s: np.concatenate(v) for s, v in cand_logits.items()}
     base = {k: np.concatenate(v) for k, v in base.items()}

@@ -295,6 +295,8 @@ def _md(m, model: dict) -> list[str]:
                       + ["; ".join(f"{SHORT.get(l, l)} {pct(f)}" for l, f in
                                    e["baselines"]["ptm_nocut"]["breakdown"])])
     bf = [[n, e["bf16"]["n_atoms"], pct(e["bf16"]["label_agreement_step0"], 2),
+           pct(e["bf16"]["argmax_agreement_step0"], 2) if "argmax_agreement_step0" in e["bf16"]
+           else "–",
            f"{e['bf16']['max_abs_logit_difference']:.3f}", e["bf16"].get("mode", "autocast")]
           for n, e in systems.items() if e["bf16"]]
     bf_errors = {e["bf16"].get("native_error") for e in systems.values() if e["bf16"]} - {None}
@@ -333,7 +335,8 @@ def _md(m, model: dict) -> list[str]:
             "**What the atoms were called** (top three labels, %, stored threshold):", "",
             markdown_table(["system", "LPFM 0 steps", "LPFM 8 steps", "PTM (no cutoff)"], errors), "",
             "**bf16 autocast vs fp32** (first frame, classification at step 0):", "",
-            markdown_table(["system", "atoms", "label agreement (%)", "max |Δ logit|", "bf16 mode"], bf),
+            markdown_table(["system", "atoms", "label agreement (%, stored threshold)",
+                            "argmax agreement (%)", "max |Δ logit|", "bf16 mode"], bf),
             ""] + ([f"The model's own bf16 path (`PhaseModel.to('cpu', 'bf16')`: torch autocast) "
                     f"fails on the CPU with `{sorted(bf_errors)[0]}` (MACE's symmetric "
                     "contraction mixes bf16 activations with fp32 weights); the numbers above "
@@ -365,7 +368,10 @@ def _cost(c) -> list[str]:
             f"{c['n_atoms']}-atom FCC crystal (σ = 0.1 Å), {c['threads']} torch threads, fp32, "
             f"{c['edges_per_atom']:.0f} edges per atom; best of 3; {note}.", "",
             markdown_table(["part", "us/atom"], rows), "",
-            f"bf16 vs fp32 on this crystal: label agreement {pct(c['bf16_label_agreement'], 3)} %, "
+            f"bf16 vs fp32 on this crystal: label agreement {pct(c['bf16_label_agreement'], 3)} % "
+            + (f"(argmax of the bare forward pass, before the neighbour average: "
+               f"{pct(c['bf16_forward_argmax_agreement'], 3)} %)"
+               if "bf16_forward_argmax_agreement" in c else "") + ", "
             f"max |Δ logit| {c['bf16_max_abs_logit_difference']:.3f} (mode: {c['bf16_mode']})."
             + (f" The model's own bf16 path (`PhaseModel.to('cpu', 'bf16')`, torch autocast) "
                f"fails on the CPU: `{c['bf16_native_error']}`." if c.get("bf16_native_error")
