@@ -109,12 +109,18 @@ DECOMPOSITIONS = {
 }
 
 
-@pytest.fixture(scope="module")
-def denoise_runs(tmp_path_factory, tiny_model):
-    """The denoising example (raw and denoised columns) once per decomposition."""
+@pytest.fixture(scope="module", params=["own_logits", "averaged_logits"])
+def denoise_runs(request, tmp_path_factory):
+    """The denoising example (raw and denoised columns) once per decomposition.
+
+    Run with each atom's own logits and with logits averaged over the first shell: the
+    average takes in ghosts, whose logits come from their owners on other ranks.
+    """
     from lpfm_insitu.lammps.launch import run_lammps
 
-    runs = {}
+    tiny_model = request.getfixturevalue(
+        "averaged_tiny_model" if request.param == "averaged_logits" else "tiny_model")
+    runs = {"model": _load(tiny_model)}
     base = tmp_path_factory.mktemp("denoise")
     for tag, (n_ranks, grid) in DECOMPOSITIONS.items():
         workdir = base / tag
@@ -132,7 +138,8 @@ def denoise_runs(tmp_path_factory, tiny_model):
     return runs
 
 
-def test_denoise_example_matches_single_process(denoise_runs, loaded_model):
+def test_denoise_example_matches_single_process(denoise_runs):
+    loaded_model = denoise_runs["model"]
     run = denoise_runs["np1"]
     cols = run["cols"]
     op_idx = [loaded_model.phases.index(p) for p in OPS]
