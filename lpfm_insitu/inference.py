@@ -131,11 +131,15 @@ class PhaseModel:
         uniform prior. Near melting, thermal noise makes a hot FCC crystal look as much
         like its stretched (bct In) or restacked (dhcp) relatives as like FCC, and with a
         uniform prior the rare relative wins as often as the common lattice. A negative
-        log prior on the rare prototypes settles those ties; ``log p(x) = sum_i
-        logsumexp_c (l[i, c] + log_prior[c])`` stays a mixture density, so the score is
-        still its gradient, and the common lattices' logits (and confidences) are those of
-        the network. Restricting ``candidates`` replaces the prior: the caller's candidates
-        are the prior then, uniform over them.
+        log prior on the rare prototypes settles those ties. It is a decision prior: it
+        shifts labels, confidence and OPs, while the score stays the gradient of the
+        network's own ``log p(x) = sum_i logsumexp_c l[i, c]``, the density score matching
+        trained. (With the prior inside the score, denoising pulled rare crystals towards
+        the common lattices: `balanced` labelled 88.5% of the synthetic crystals right
+        after 8 steps at sigma 0.15 Å, 93.0% with the network's own score, and 100% of the
+        hot MD crystals either way.) The common lattices' logits are those of the network.
+        Restricting ``candidates`` replaces the prior: the caller's candidates are the
+        prior then, uniform over them.
         """
         return {p: float(v) for p, v in zip(self.phases, self._log_prior) if v != 0.0}
 
@@ -240,10 +244,12 @@ class PhaseModel:
         prior = torch.tensor(self._prior_for(candidates), dtype=torch.float32,
                              device=self.device)
         with torch.set_grad_enabled(need_gradient), self._autocast():
-            logits = self.network(pos, edge_index, shifts, n_owned).float() + prior
+            network_logits = self.network(pos, edge_index, shifts, n_owned).float()
+        logits = network_logits + prior
         gradient = None
         if need_gradient:
-            log_density = torch.logsumexp(logits[:, cand], dim=1).sum()
+            # the density score matching trained (uniform over phases); see ``log_prior``
+            log_density = torch.logsumexp(network_logits[:, cand], dim=1).sum()
             (gradient,) = torch.autograd.grad(log_density, pos)
             gradient = gradient.detach().cpu().numpy().astype(np.float64)
         return logits.detach().cpu().numpy().astype(np.float64), gradient
