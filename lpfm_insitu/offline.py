@@ -64,7 +64,9 @@ def write_lammps_dump(path: Path, frames, results: list[PhaseResult]) -> None:
                                  "use an .xyz output")
             origin = np.asarray(atoms.info.get("celldisp", np.zeros(3))).reshape(3)
             fh.write(f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n{n}\n")
-            fh.write("ITEM: BOX BOUNDS pp pp pp\n")
+            # open directions as LAMMPS' fixed boundaries, so OVITO keeps them open
+            flags = " ".join("pp" if periodic else "ff" for periodic in atoms.pbc)
+            fh.write(f"ITEM: BOX BOUNDS {flags}\n")
             for axis in range(3):
                 fh.write(f"{origin[axis]:.10g} {origin[axis] + cell[axis, axis]:.10g}\n")
             columns = ["id", "type", "x", "y", "z", "lpfm_phase", "lpfm_conf"]

@@ -13,11 +13,11 @@ from lpfm_insitu.modelfile import load_model
 FCC = "A_cF4_225_a"
 
 
-def _write_dump(path, atoms, step=1000):
-    """What `dump ... custom N file id type x y z` writes for an orthogonal periodic box."""
+def _write_dump(path, atoms, step=1000, bounds="pp pp pp"):
+    """What `dump ... custom N file id type x y z` writes for an orthogonal box."""
     cell = np.diag(atoms.cell)
     lines = ["ITEM: TIMESTEP", str(step), "ITEM: NUMBER OF ATOMS", str(len(atoms)),
-             "ITEM: BOX BOUNDS pp pp pp"]
+             f"ITEM: BOX BOUNDS {bounds}"]
     lines += [f"0.0 {length:.8f}" for length in cell]
     lines.append("ITEM: ATOMS id type x y z")
     lines += [f"{k + 1} 1 {x:.6f} {y:.6f} {z:.6f}" for k, (x, y, z) in enumerate(atoms.positions)]
@@ -57,6 +57,19 @@ def test_classify_a_lammps_dump_to_json_and_a_dump_with_extra_columns(hot_copper
     table = np.loadtxt(out, skiprows=9)
     np.testing.assert_array_equal(table[:, 5].astype(int), reference.labels)
     np.testing.assert_allclose(table[:, 7:], reference.logits, atol=1e-4)
+
+
+def test_a_box_open_along_z_stays_open_in_the_output(hot_copper_dump, tmp_path, capsys):
+    # a shock run's dump: periodic across, shrink-wrapped along the shock direction
+    _, atoms = hot_copper_dump
+    dump = tmp_path / "slab.dump"
+    _write_dump(dump, atoms, bounds="pp pp ss")
+    out = tmp_path / "labelled.dump"
+    report = _run_json(capsys, dump, "--model", "fast", "--nn-distance", "2.556",
+                       "--output", out)
+    assert report["n_atoms"] == len(atoms)
+    assert open(out).read().splitlines()[4] == "ITEM: BOX BOUNDS pp pp ff"
+    assert read(out, format="lammps-dump-text").pbc.tolist() == [True, True, False]
 
 
 def test_averaging_radius_option_overrides_the_model_file(hot_copper_dump, capsys):
