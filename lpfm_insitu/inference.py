@@ -11,6 +11,7 @@ independent of how the box is split.
 from __future__ import annotations
 
 import contextlib
+from copy import copy as shallow_copy
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -122,6 +123,14 @@ class PhaseModel:
         self.network.to(device)
         self.device, self.precision = device, precision
         return self
+
+    def sharing_network(self) -> "PhaseModel":
+        """A PhaseModel on this one's network with settings of its own (prior, averaging
+        radius, thresholds, step size, precision), so a setting added later is not lost."""
+        twin = shallow_copy(self)
+        twin.step_thresholds = dict(self.step_thresholds)
+        twin.metadata = dict(self.metadata)
+        return twin
 
     @property
     def log_prior(self) -> dict[str, float]:

@@ -114,7 +114,6 @@ def profile_forward(model_name: str, n_atoms: int, threads: int, repeats: int = 
     import torch
 
     from ..graph import periodic_graph
-    from ..inference import NoHalo
 
     model, positions, cell, n, candidates = _prepared(model_name, n_atoms, threads)
     spent: dict[str, float] = {}

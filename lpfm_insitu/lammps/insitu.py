@@ -713,7 +713,6 @@ def _cached_model(path: str, load_model):
     often configure two classifiers from one model (raw and denoised). They share the
     network (so they must use the same device); precision and thresholds stay separate.
     """
-    from ..inference import PhaseModel
     from ..modelfile import resolve_model_path
 
     resolved = resolve_model_path(path)
@@ -727,12 +726,7 @@ def _cached_model(path: str, load_model):
         base = load_model(resolved)
         if key:
             _MODEL_CACHE[key] = base
-    return PhaseModel(base.network, base.phases,
-                      confidence_threshold=base.confidence_threshold,
-                      step_size=base.step_size, max_step=base.max_step,
-                      step_thresholds=base.step_thresholds, log_prior=base.log_prior,
-                      averaging_radius=base.averaging_radius,
-                      metadata=dict(base.metadata), device=base.device)
+    return base.sharing_network()
 
 
 def default_threads(ranks_on_node: int) -> int | None:
