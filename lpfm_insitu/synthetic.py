@@ -10,10 +10,11 @@ and ``eps`` are kept so denoising targets can be formed without unwrapping.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -22,6 +23,7 @@ from .prototypes import PROTOTYPE_LABELS, build_prototype, nearest_neighbour_dis
 
 __all__ = [
     "Sample",
+    "STRAIN_SETTINGS",
     "SyntheticSampler",
     "add_noise",
     "apply_strain",
@@ -185,7 +187,8 @@ class Sample:
 
 
 class SyntheticSampler:
-    """Class-balanced, seeded generator of strained and noised prototype supercells.
+    """Class-balanced (or ``phase_weights``-weighted), seeded generator of strained and
+    noised prototype supercells.
 
     Ideal supercells are built once per label (alpha-Mn and friends are slow
     to generate); everything random comes from one ``numpy`` generator, so a
@@ -206,6 +209,7 @@ class SyntheticSampler:
         uniaxial_exempt: Sequence[str] = (),
         narrow_shear: Sequence[str] = (),
         narrow_shear_std: float = 0.015,
+        phase_weights: Mapping[str, float] | None = None,
     ) -> None:
         self.labels = tuple(PROTOTYPE_LABELS if labels is None else labels)
         if not self.labels:
@@ -237,8 +241,26 @@ class SyntheticSampler:
             bad = sorted(group - set(PROTOTYPE_LABELS))
             if bad:
                 raise KeyError(f"{name} names unknown prototype(s) {bad}")
+        self.label_probabilities = self._label_probabilities(phase_weights or {})
         self.rng = np.random.default_rng(seed)
         self._ideal: dict[str, Atoms] = {}
+
+    def _label_probabilities(self, phase_weights: Mapping[str, float]) -> np.ndarray | None:
+        # Hard pairs (FCC and bct In, one tetragonal strain apart) can be drawn more often
+        # than the rest; None keeps the uniform draw (and the random stream) of earlier runs.
+        if not phase_weights:
+            return None
+        outside = sorted(set(phase_weights) - set(self.labels))
+        if outside:
+            raise KeyError(f"phase_weights names prototype(s) {outside} that are not among "
+                           f"the sampled labels")
+        weights = np.ones(len(self.labels))
+        for label, weight in phase_weights.items():
+            if not (np.isfinite(weight) and weight > 0):
+                raise ValueError(f"phase_weights[{label!r}] = {weight!r}: a sampling weight "
+                                 f"must be a positive number (1 is the default weight)")
+            weights[self.labels.index(label)] = float(weight)
+        return weights / weights.sum()
 
     def ideal(self, label: str) -> Atoms:
         """Cached ideal (unstrained, noiseless) supercell of ``label``; do not modify."""
@@ -249,8 +271,10 @@ class SyntheticSampler:
     def sample_one(self, label: str | None = None) -> Sample:
         """Draw one structure, of ``label`` or of a uniformly chosen label."""
         rng = self.rng
-        if label is None:
+        if label is None and self.label_probabilities is None:
             label = self.labels[rng.integers(len(self.labels))]
+        elif label is None:
+            label = self.labels[rng.choice(len(self.labels), p=self.label_probabilities)]
         p_uniaxial = 0.0 if label in self.uniaxial_exempt else self.p_uniaxial
         shear_std = self.narrow_shear_std if label in self.narrow_shear else self.shear_std
         F = random_strain(rng, self.scale_range, shear_std, p_uniaxial, self.uniaxial_range)
@@ -273,5 +297,11 @@ class SyntheticSampler:
         )
 
     def sample(self, n: int) -> list[Sample]:
-        """Draw ``n`` structures, each label with equal probability."""
+        """Draw ``n`` structures, each label with equal probability unless weighted."""
         return [self.sample_one() for _ in range(int(n))]
+
+
+#: The sampler's elastic-augmentation keywords (a training config's ``strain`` section):
+#: every constructor argument but those the config sets elsewhere.
+STRAIN_SETTINGS = frozenset(inspect.signature(SyntheticSampler).parameters) - {
+    "labels", "atomic_volume", "target_atoms", "sigma_max", "seed", "phase_weights"}

@@ -41,6 +41,8 @@ class TrainingConfig:
     # scale_range, shear_std, p_uniaxial, uniaxial_range, uniaxial_exempt, narrow_shear,
     # narrow_shear_std
     strain: dict[str, Any] = field(default_factory=dict)
+    # relative sampling weight per prototype (1 for those not named): oversamples hard pairs
+    phase_weights: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     checkpoint_every: int = 100
     validate_every: int = 200
@@ -107,7 +109,7 @@ class Trainer:
     def __init__(self, config: TrainingConfig, progress: bool = True,
                  checkpoint_path: str | Path | None = None):
         from .prototypes import PROTOTYPE_LABELS
-        from .synthetic import SyntheticSampler
+        from .synthetic import STRAIN_SETTINGS, SyntheticSampler
 
         self.config = config
         self.progress = progress
@@ -120,8 +122,7 @@ class Trainer:
         self.label_map = np.array([phases.index(p) if p in phases else -1
                                    for p in PROTOTYPE_LABELS])
         strain = dict(config.strain)
-        known = {"scale_range", "shear_std", "p_uniaxial", "uniaxial_range", "uniaxial_exempt",
-                 "narrow_shear", "narrow_shear_std"}
+        known = STRAIN_SETTINGS
         if set(strain) - known:
             raise ValueError(f"unknown strain setting(s) {sorted(set(strain) - known)}; "
                              f"known settings: {sorted(known)}")
@@ -129,7 +130,8 @@ class Trainer:
             if key in strain:
                 strain[key] = tuple(strain[key])
         self.sampler = SyntheticSampler(labels=list(phases), target_atoms=config.target_atoms,
-                                        sigma_max=config.sigma_max, seed=config.seed, **strain)
+                                        sigma_max=config.sigma_max, seed=config.seed,
+                                        phase_weights=config.phase_weights, **strain)
         params = [p for p in self.network.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate,
                                            weight_decay=config.weight_decay)

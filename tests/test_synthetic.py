@@ -197,6 +197,35 @@ def test_sampler_is_class_balanced():
     assert np.all(np.abs(picked - 300) < 60)  # ~3.5 binomial standard deviations
 
 
+def test_phase_weights_draw_the_named_prototypes_more_often():
+    subset = ["A_cF4_225_a", "A_cI2_229_a", "A_cP1_221_a"]
+    sampler = SyntheticSampler(labels=subset, target_atoms=20, seed=7,
+                               phase_weights={"A_cF4_225_a": 3.0})
+    drawn = [sampler.sample_one().label for _ in range(1000)]
+    # expected 600 / 200 / 200 (weights 3 : 1 : 1); ~5 binomial standard deviations of slack
+    assert abs(drawn.count("A_cF4_225_a") - 600) < 80
+    assert abs(drawn.count("A_cI2_229_a") - 200) < 65
+
+
+def test_unweighted_sampler_keeps_the_uniform_random_stream():
+    """Runs made before phase_weights existed resume with the very same batches."""
+    subset = ["A_cF4_225_a", "A_cI2_229_a", "A_cP1_221_a"]
+    sampler = SyntheticSampler(labels=subset, target_atoms=20, sigma_max=0.0, seed=11)
+    first = sampler.sample_one().label
+    assert first == subset[np.random.default_rng(11).integers(3)]
+
+
+@pytest.mark.parametrize("weights, error, match", [
+    ({"A_cF4_225_a": 0.0}, ValueError, "A_cF4_225_a.*positive"),
+    ({"A_cF4_225_a": float("nan")}, ValueError, "positive"),
+    ({"A_cF4_225_a": -2}, ValueError, "-2"),
+    ({"A_hP2_194_c": 2}, KeyError, "A_hP2_194_c.*not among"),
+])
+def test_bad_phase_weights_are_refused(weights, error, match):
+    with pytest.raises(error, match=match):
+        SyntheticSampler(labels=["A_cF4_225_a", "A_cI2_229_a"], phase_weights=weights)
+
+
 def test_sampler_rejects_unknown_label():
     with pytest.raises(KeyError):
         SyntheticSampler(labels=["A_zz"])

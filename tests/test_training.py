@@ -75,3 +75,15 @@ def test_config_file_with_a_typo_is_refused(tmp_path):
     path.write_text(json.dumps({"stepz": 3}))
     with pytest.raises(ValueError, match="unknown training setting.*stepz"):
         TrainingConfig.from_file(path)
+
+
+def test_config_phase_weights_and_strain_reach_the_sampler(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"phases": PHASES, "phase_weights": {"A_cI2_229_a": 4},
+                                "strain": {"narrow_shear": ["A_cF4_225_a"], "shear_std": 0.05}}))
+    trainer = Trainer(TrainingConfig.from_file(path), progress=False)
+    np.testing.assert_allclose(trainer.sampler.label_probabilities, [0.2, 0.8])
+    assert trainer.sampler.narrow_shear == {"A_cF4_225_a"}
+    assert trainer.sampler.shear_std == 0.05
+    with pytest.raises(ValueError, match="unknown strain setting.*shear_sd"):
+        Trainer(_config(tmp_path, strain={"shear_sd": 0.1}), progress=False)
