@@ -23,6 +23,13 @@ class Graph:
     def n_edges(self) -> int:
         return self.edge_index.shape[1]
 
+    def within(self, positions: np.ndarray, cutoff: float) -> "Graph":
+        """The edges no longer than ``cutoff``: a shorter-range graph without a new search."""
+        sender, receiver = self.edge_index
+        lengths = np.linalg.norm(positions[receiver] - positions[sender] + self.shifts, axis=1)
+        keep = lengths < cutoff  # matscipy's neighbour_list keeps d < cutoff as well
+        return Graph(self.edge_index[:, keep], self.shifts[keep])
+
 
 def periodic_graph(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float) -> Graph:
     """Graph of a periodic (or partly periodic) cell; positions in the same units as cutoff."""

@@ -329,10 +329,10 @@ class PhaseModel:
         converged = False
         for step in range(denoise_steps + 1):
             need_gradient = step < denoise_steps and not converged
-            logits, gradient = self._evaluate(current, n_owned, graph_of, cand, need_gradient,
-                                              max_atoms_per_chunk)
-            if keep_history or not need_gradient:  # labels are read from these logits
-                logits = self.average_over_neighbours(logits, current, n_owned, graph_of, halo)
+            logits, gradient = self.evaluate(
+                current, n_owned, graph_of, cand, halo, need_gradient=need_gradient,
+                average=keep_history or not need_gradient,  # labels are read from these
+                max_atoms_per_chunk=max_atoms_per_chunk)
             if keep_history:
                 history.append({"step": step, "labels": self._labels(logits, cand, step)[0],
                                 "logits": logits})
@@ -352,10 +352,35 @@ class PhaseModel:
         return PhaseResult(self.phases, labels, confidence, probability, logits, displacement,
                            history, denoise_steps_done=step)
 
-    def average_over_neighbours(self, logits, model_positions, n_owned, graph_of, halo):
+    def evaluate(self, model_positions, n_owned, graph_of, candidates, halo, *,
+                 need_gradient: bool, average: bool, max_atoms_per_chunk: int | None = None):
+        """One pass of the network: ``(logits, gradient)`` of the first ``n_owned`` atoms.
+
+        ``graph_of(model_positions, cutoff)`` builds the neighbour graph (model units);
+        with ``average`` the logits are those labels are read from, averaged over
+        ``averaging_radius``. Collective on a subdomain when ``average`` is set.
+        """
+        if not max_atoms_per_chunk or n_owned <= max_atoms_per_chunk:
+            graph = graph_of(model_positions)
+            logits, gradient = self.logits_and_gradient(model_positions, graph, n_owned,
+                                                        candidates, need_gradient)
+        else:
+            graph = None
+            logits, gradient = self._evaluate_in_chunks(model_positions, n_owned, graph_of,
+                                                        candidates, need_gradient,
+                                                        max_atoms_per_chunk)
+        if average:
+            logits = self.average_over_neighbours(logits, model_positions, n_owned, graph_of,
+                                                  halo, network_graph=graph)
+        return logits, gradient
+
+    def average_over_neighbours(self, logits, model_positions, n_owned, graph_of, halo,
+                                network_graph: Graph | None = None):
         """Each owned atom's logits averaged with those of its neighbours (``averaging_radius``).
 
-        ``graph_of(model_positions, cutoff)`` builds the neighbour graph as for the network.
+        ``graph_of(model_positions, cutoff)`` builds the neighbour graph as for the network;
+        ``network_graph``, the network's own graph of these positions, saves that search
+        (the radius is at most the network's cutoff, so its edges are a subset).
         Collective on a subdomain (the ghosts' logits come from their owners), so every
         rank calls it whatever its atom count.
         """
@@ -364,21 +389,17 @@ class PhaseModel:
         every_atom = halo.forward(logits)  # ghosts get their owners' logits
         if n_owned == 0:
             return logits
-        centre, neighbour = graph_of(model_positions, self.averaging_radius).edge_index
+        if network_graph is not None:
+            centre, neighbour = network_graph.within(model_positions,
+                                                     self.averaging_radius).edge_index
+        else:
+            centre, neighbour = graph_of(model_positions, self.averaging_radius).edge_index
         owned = centre < n_owned
         # a sparse sum: np.add.at over ~18 edges x 25 phases per atom costs more than the graph
         adjacency = coo_matrix((np.ones(int(owned.sum())), (centre[owned], neighbour[owned])),
                                shape=(n_owned, len(every_atom))).tocsr()
         count = 1.0 + np.asarray(adjacency.sum(axis=1)).ravel()
         return (logits + adjacency @ every_atom) / count[:, None]
-
-    def _evaluate(self, model_positions, n_owned, graph_of, cand, need_gradient,
-                  max_atoms_per_chunk):
-        if not max_atoms_per_chunk or n_owned <= max_atoms_per_chunk:
-            return self.logits_and_gradient(model_positions, graph_of(model_positions), n_owned,
-                                            cand, need_gradient)
-        return self._evaluate_in_chunks(model_positions, n_owned, graph_of, cand, need_gradient,
-                                        max_atoms_per_chunk)
 
     def _evaluate_in_chunks(self, positions, n_owned, graph_of, cand, need_gradient, chunk):
         """Slabs of owned atoms, each with every atom within the receptive field around it.

@@ -135,6 +135,28 @@ def _check_subdomain_matches_periodic_cell(small_model, max_atoms_per_chunk):
     np.testing.assert_allclose(sub.displacement, whole.displacement, atol=1e-6)
 
 
+@pytest.mark.parametrize("periodic", [True, False])
+def test_a_graph_cut_to_a_shorter_radius_equals_a_new_search(periodic):
+    """The neighbour average reuses the network's graph instead of searching again."""
+    from lpfm_insitu.graph import open_graph
+
+    atoms = _rattled_fcc(repeat=3, sigma=0.2)
+    if periodic:
+        def graph_of(cutoff):
+            return periodic_graph(atoms.positions, atoms.cell, True, cutoff)
+    else:
+        def graph_of(cutoff):
+            return open_graph(atoms.positions, cutoff)
+    cut = graph_of(4.6).within(atoms.positions, 3.0)
+    fresh = graph_of(3.0)
+    assert 0 < cut.n_edges < graph_of(4.6).n_edges
+
+    def edges(graph):
+        return sorted(zip(*graph.edge_index, *np.round(graph.shifts, 6).T))
+
+    assert edges(cut) == edges(fresh)
+
+
 def test_averaged_logits_are_the_mean_over_each_atoms_neighbourhood(small_model):
     atoms = _rattled_fcc(repeat=3, sigma=0.2)
     own = small_model.classify_atoms(atoms)
