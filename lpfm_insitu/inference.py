@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from scipy.sparse import coo_matrix
 
+from .blas_threads import single_threaded_numpy_blas
 from .constants import UNKNOWN_PHASE
 from .graph import Graph, open_graph, periodic_graph
 from .model import LPFMNetwork
@@ -360,6 +361,12 @@ class PhaseModel:
         with ``average`` the logits are those labels are read from, averaged over
         ``averaging_radius``. Collective on a subdomain when ``average`` is set.
         """
+        with single_threaded_numpy_blas():
+            return self._evaluate(model_positions, n_owned, graph_of, candidates, halo,
+                                  need_gradient, average, max_atoms_per_chunk)
+
+    def _evaluate(self, model_positions, n_owned, graph_of, candidates, halo, need_gradient,
+                  average, max_atoms_per_chunk):
         if not max_atoms_per_chunk or n_owned <= max_atoms_per_chunk:
             graph = graph_of(model_positions)
             logits, gradient = self.logits_and_gradient(model_positions, graph, n_owned,

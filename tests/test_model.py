@@ -10,7 +10,7 @@ from ase.neighborlist import neighbor_list
 
 from lpfm_insitu.constants import UNKNOWN_PHASE
 from lpfm_insitu.graph import periodic_graph
-from lpfm_insitu.inference import PhaseModel
+from lpfm_insitu.inference import NoHalo, PhaseModel
 from lpfm_insitu.model import ModelSpec, build_network
 
 SMALL = {"channels": 8, "correlation": 2, "max_ell": 2, "num_interactions": 2, "r_max": 4.6}
@@ -155,6 +155,29 @@ def test_a_graph_cut_to_a_shorter_radius_equals_a_new_search(periodic):
         return sorted(zip(*graph.edge_index, *np.round(graph.shifts, 6).T))
 
     assert edges(cut) == edges(fresh)
+
+
+def test_numpy_blas_runs_on_one_thread_during_a_pass_and_is_restored_after(small_model):
+    """numpy's spinning BLAS threads would take turns with torch's on the same cores."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if not any(lib["user_api"] == "blas" for lib in threadpool_info()):
+        pytest.skip("numpy loaded no BLAS library threadpoolctl can see")
+    atoms = _rattled_fcc(repeat=2)
+    seen = []
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    def graph_of(positions, cutoff=small_model.cutoff):
+        seen.append(blas_threads())
+        return periodic_graph(positions, atoms.cell, True, cutoff)
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        small_model.evaluate(atoms.positions, len(atoms), graph_of, np.arange(len(PHASES)),
+                             NoHalo(), need_gradient=True, average=False)
+        assert seen == [{1}]
+        assert blas_threads() == {2}
 
 
 def test_averaged_logits_are_the_mean_over_each_atoms_neighbourhood(small_model):

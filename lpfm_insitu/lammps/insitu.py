@@ -50,6 +50,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..blas_threads import single_threaded_numpy_blas
 from ..constants import UNKNOWN_PHASE
 from . import hooks as hook_registry
 from .errors import ErrorSync, InsituError, describe, install_excepthook, merge_messages
@@ -382,7 +383,8 @@ class InsituClassifier:
         if self.failed is not None:  # driver mode keeps calling after a failure
             raise self.failed
         try:
-            self._invoke(lmp)
+            with single_threaded_numpy_blas():  # gather and halo geometry run on numpy
+                self._invoke(lmp)
         except InsituError as exc:
             if not exc.agreed:
                 exc = self._agree(describe(exc))

@@ -1,0 +1,25 @@
+"""numpy's BLAS kept to one thread while the model runs on torch's threads.
+
+numpy's OpenBLAS keeps its worker threads spinning for a while after every multithreaded
+call, and the model's numpy glue makes such calls (the graph's ``(edges x 3) @ (3 x 3)``
+shift product, the halo's fractional coordinates). On the cores torch's threads use, the
+two pools then take turns: on 2 cores a `balanced` forward pass right after a graph build
+took 26 instead of 18 us/atom (10^4 atoms), and with numpy's BLAS on one thread it took
+18 either way. Those numpy products are a few columns wide, so one thread costs nothing.
+
+Scoped, not process-wide: the user's own numpy code keeps its threads outside a call.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+
+@contextmanager
+def single_threaded_numpy_blas():
+    """Limit the BLAS libraries numpy (and scipy) loaded to one thread inside the block."""
+    from threadpoolctl import threadpool_limits
+
+    # ~0.2 ms per entry (it lists the loaded libraries): nothing against a pass of the model
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
