@@ -8,18 +8,23 @@ took 26 instead of 18 us/atom (10^4 atoms), and with numpy's BLAS on one thread 
 18 either way. Those numpy products are a few columns wide, so one thread costs nothing.
 
 Scoped, not process-wide: the user's own numpy code keeps its threads outside a call.
+``LPFM_LIMIT_NUMPY_BLAS=0`` leaves numpy's threads alone (to measure the difference, or
+for in-situ hooks that do large dense linear algebra in numpy).
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import contextlib
+import os
+
+OPT_OUT = "LPFM_LIMIT_NUMPY_BLAS"
 
 
-@contextmanager
-def single_threaded_numpy_blas():
+def single_threaded_numpy_blas() -> contextlib.AbstractContextManager:
     """Limit the BLAS libraries numpy (and scipy) loaded to one thread inside the block."""
+    if os.environ.get(OPT_OUT, "1") == "0":
+        return contextlib.nullcontext()
     from threadpoolctl import threadpool_limits
 
     # ~0.2 ms per entry (it lists the loaded libraries): nothing against a pass of the model
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+    return threadpool_limits(limits=1, user_api="blas")

@@ -157,7 +157,8 @@ def test_a_graph_cut_to_a_shorter_radius_equals_a_new_search(periodic):
     assert edges(cut) == edges(fresh)
 
 
-def test_numpy_blas_runs_on_one_thread_during_a_pass_and_is_restored_after(small_model):
+def test_numpy_blas_runs_on_one_thread_during_a_pass_and_is_restored_after(small_model,
+                                                                             monkeypatch):
     """numpy's spinning BLAS threads would take turns with torch's on the same cores."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -178,6 +179,10 @@ def test_numpy_blas_runs_on_one_thread_during_a_pass_and_is_restored_after(small
                              NoHalo(), need_gradient=True, average=False)
         assert seen == [{1}]
         assert blas_threads() == {2}
+        monkeypatch.setenv("LPFM_LIMIT_NUMPY_BLAS", "0")  # the opt-out leaves them alone
+        small_model.evaluate(atoms.positions, len(atoms), graph_of, np.arange(len(PHASES)),
+                             NoHalo(), need_gradient=False, average=False)
+        assert seen == [{1}, {2}]
 
 
 def test_averaged_logits_are_the_mean_over_each_atoms_neighbourhood(small_model):
