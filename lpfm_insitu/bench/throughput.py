@@ -113,6 +113,7 @@ def profile_forward(model_name: str, n_atoms: int, threads: int, repeats: int = 
     """
     import torch
 
+    from ..blas_threads import single_threaded_numpy_blas
     from ..graph import periodic_graph
 
     model, positions, cell, n, candidates = _prepared(model_name, n_atoms, threads)
@@ -133,9 +134,10 @@ def profile_forward(model_name: str, n_atoms: int, threads: int, repeats: int = 
     for k in range(repeats + 1):
         spent.clear()
         start = time.perf_counter()
-        graph = periodic_graph(positions, cell, True, model.cutoff)
-        spent["graph (matscipy)"] = time.perf_counter() - start
-        model.logits_and_gradient(positions, graph, n, candidates, False)
+        with single_threaded_numpy_blas():  # as in PhaseModel.evaluate
+            graph = periodic_graph(positions, cell, True, model.cutoff)
+            spent["graph (matscipy)"] = time.perf_counter() - start
+            model.logits_and_gradient(positions, graph, n, candidates, False)
         spent["whole forward"] = time.perf_counter() - start - spent["graph (matscipy)"]
         if k:
             for name, value in spent.items():
