@@ -61,8 +61,9 @@ def run_cost(model, threads: int = 2, n_cells: int = 14, repeats: int = 3, seed:
         t_average, _ = _best(lambda: model.average_over_neighbours(
             logits32, pos, n, graph_of, NoHalo(), network_graph=graph), repeats)
 
-        # one timed call each (a new graph, the pass, the average for labels): the parts
-        # timed apart add up to ~25% less (caches)
+        # one timed call each (a new graph, the pass, the average for labels): what a
+        # caller pays, including whatever one part leaves behind for the next (numpy's
+        # spinning BLAS threads after the graph did, until blas_threads)
         t_classification, _ = _best(lambda: model.evaluate(
             pos, n, graph_of, cand, NoHalo(), need_gradient=False, average=True), repeats)
         t_step, _ = _best(lambda: model.evaluate(
