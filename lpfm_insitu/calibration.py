@@ -157,8 +157,7 @@ def tune_phase_prior(model, hot_crystals, structures=None, strengths=PRIOR_STREN
 
     scores = []
     for strength in strengths:
-        prior = prior_of_strength(phases, strength, common)
-        shift = np.array([prior.get(p, 0.0) for p in phases])
+        shift = model.log_prior_vector(prior_of_strength(phases, strength, common))
         hot_each = accuracies(hot, shift)
         syn_acc = float(np.mean(accuracies(synthetic, shift)))
         scores.append({"strength": float(strength), "hot_crystals": float(np.mean(hot_each)),

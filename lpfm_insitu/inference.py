@@ -155,6 +155,10 @@ class PhaseModel:
 
     @log_prior.setter
     def log_prior(self, values: dict[str, float]) -> None:
+        self._log_prior = self.log_prior_vector(values)
+
+    def log_prior_vector(self, values: dict[str, float]) -> np.ndarray:
+        """A log prior given by phase name as the per-phase vector added to the logits."""
         unknown = sorted(set(values) - set(self.phases))
         if unknown:
             raise ValueError(f"log prior given for phase(s) {unknown} that this model does "
@@ -162,7 +166,7 @@ class PhaseModel:
         bad = {p: v for p, v in values.items() if not np.isfinite(v)}
         if bad:
             raise ValueError(f"log prior values must be finite numbers, got {bad}")
-        self._log_prior = np.array([float(values.get(p, 0.0)) for p in self.phases])
+        return np.array([float(values.get(p, 0.0)) for p in self.phases])
 
     @property
     def averaging_radius(self) -> float:
