@@ -37,9 +37,8 @@ class TrainingConfig:
     score_weight: float = 0.1  # lambda
     target_atoms: int = 120
     sigma_max: float = 0.36  # Å at the reference density
-    # elastic augmentation, passed to SyntheticSampler (its defaults when empty):
-    # scale_range, shear_std, p_uniaxial, uniaxial_range, uniaxial_exempt, narrow_shear,
-    # narrow_shear_std
+    # elastic augmentation, passed to SyntheticSampler (its defaults when empty); the
+    # keywords it takes: synthetic.STRAIN_SETTINGS
     strain: dict[str, Any] = field(default_factory=dict)
     # relative sampling weight per prototype (1 for those not named): oversamples hard pairs
     phase_weights: dict[str, float] = field(default_factory=dict)
@@ -122,10 +121,9 @@ class Trainer:
         self.label_map = np.array([phases.index(p) if p in phases else -1
                                    for p in PROTOTYPE_LABELS])
         strain = dict(config.strain)
-        known = STRAIN_SETTINGS
-        if set(strain) - known:
-            raise ValueError(f"unknown strain setting(s) {sorted(set(strain) - known)}; "
-                             f"known settings: {sorted(known)}")
+        if set(strain) - STRAIN_SETTINGS:
+            raise ValueError(f"unknown strain setting(s) {sorted(set(strain) - STRAIN_SETTINGS)}; "
+                             f"known settings: {sorted(STRAIN_SETTINGS)}")
         for key in ("scale_range", "uniaxial_range"):
             if key in strain:
                 strain[key] = tuple(strain[key])
