@@ -3,9 +3,10 @@
 numpy's OpenBLAS keeps its worker threads spinning for a while after every multithreaded
 call, and the model's numpy glue makes such calls (the graph's ``(edges x 3) @ (3 x 3)``
 shift product, the halo's fractional coordinates). On the cores torch's threads use, the
-two pools then take turns: on 2 cores a `balanced` forward pass right after a graph build
-took 26 instead of 18 us/atom (10^4 atoms), and with numpy's BLAS on one thread it took
-18 either way. Those numpy products are a few columns wide, so one thread costs nothing.
+two pools then take turns: on 2 cores a `balanced` classification of 10^4 atoms took 35
+us/atom as one call against 26 for its parts timed apart, and 23-24 with numpy's BLAS on
+one thread (README, "Benchmarks"). Those numpy products are a few columns wide, so one
+thread costs nothing.
 
 Scoped, not process-wide: the user's own numpy code keeps its threads outside a call.
 ``LPFM_LIMIT_NUMPY_BLAS=0`` leaves numpy's threads alone (to measure the difference, or
