@@ -67,8 +67,8 @@ def rejection_threshold(confidences, quantile: float) -> float:
 
 # --- after training: denoising step size and per-step thresholds ------------------------
 
-STEP_SIZE_GRID = ((0.002, 0.05), (0.005, 0.05), (0.01, 0.1), (0.02, 0.1), (0.02, 0.2),
-                  (0.05, 0.2))  # (step_size Å^2, max_step Å), model units
+STEP_SIZE_GRID = ((0.002, 0.05), (0.005, 0.05), (0.01, 0.05), (0.01, 0.06), (0.01, 0.075),
+                  (0.01, 0.1), (0.02, 0.1), (0.02, 0.2), (0.05, 0.2))  # (step_size Å^2, max_step Å), model units
 VALIDATION_SIGMAS = (0.05, 0.15, 0.25)
 
 
@@ -88,36 +88,10 @@ def validation_structures(model, sigmas=VALIDATION_SIGMAS, target_atoms: int = 1
     return out
 
 
-def tune_step_size(model, grid=STEP_SIZE_GRID, denoise_steps: int = 8, structures=None,
-                   log=print) -> dict:
-    """Pick the (step_size, max_step) with the best validation accuracy after the steps.
-
-    Sets them on ``model`` and returns every candidate's accuracy.
-    """
-    structures = structures or validation_structures(model)
-    phases = list(model.phases)
-    scores = []
-    for step_size, max_step in grid:
-        model.step_size, model.max_step = step_size, max_step
-        correct = total = 0
-        for label, atoms in structures:
-            logits = model.classify_atoms(atoms, denoise_steps=denoise_steps).logits
-            correct += int(np.sum(np.argmax(logits, axis=1) == phases.index(label)))
-            total += len(atoms)
-        scores.append({"step_size": step_size, "max_step": max_step,
-                       "accuracy": correct / total})
-        log(f"  step size {step_size:g} Å^2, cap {max_step:g} Å: validation accuracy after "
-            f"{denoise_steps} steps {100 * correct / total:.2f}%")
-    best = max(scores, key=lambda s: s["accuracy"])
-    model.step_size, model.max_step = best["step_size"], best["max_step"]
-    return {"candidates": scores, "chosen": best, "denoise_steps": denoise_steps,
-            "n_structures": len(structures)}
-
-
 #: The lattices nearly every element crystallises in at ambient conditions (and the ones
 #: PTM and CNA know): the phase prior leaves them at 0 and lowers every other prototype.
 COMMON_PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_cF8_227_a")
-PRIOR_STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+PRIOR_STRENGTHS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 
 
 def prior_of_strength(phases, strength: float, common=COMMON_PHASES) -> dict[str, float]:
@@ -139,10 +113,7 @@ def tune_phase_prior(model, hot_crystals, structures=None, strengths=PRIOR_STREN
     """
     structures = structures or validation_structures(model)
     phases = list(model.phases)
-    hot_crystals = [(label, atoms) for label, atoms in hot_crystals if label in phases]
-    if not hot_crystals:
-        raise ValueError("none of the hot crystals is of a phase this model knows "
-                         f"({phases}); give the prior strength instead (--prior-strength)")
+    hot_crystals = _known_hot_crystals(hot_crystals, phases)
     model.log_prior = {}
 
     def raw(pairs):
@@ -150,30 +121,122 @@ def tune_phase_prior(model, hot_crystals, structures=None, strengths=PRIOR_STREN
                 for label, atoms in pairs]
 
     hot, synthetic = raw(hot_crystals), raw(structures)
-
-    def accuracies(pairs, shift):
-        return [float(np.mean(np.argmax(logits + shift, axis=1) == truth))
-                for truth, logits in pairs]
-
-    scores = []
-    for strength in strengths:
-        shift = model.log_prior_vector(prior_of_strength(phases, strength, common))
-        hot_each = accuracies(hot, shift)
-        syn_acc = float(np.mean(accuracies(synthetic, shift)))
-        scores.append({"strength": float(strength), "hot_crystals": float(np.mean(hot_each)),
-                       "worst_hot_crystal": min(hot_each), "synthetic": syn_acc})
-        log(f"  prior strength {strength:g}: hot crystals {100 * np.mean(hot_each):.2f}% "
-            f"(worst {100 * min(hot_each):.2f}%), synthetic {100 * syn_acc:.2f}% "
-            "(no denoising)")
-    eligible = [s for s in scores if s["worst_hot_crystal"] >= hot_target]
-    if eligible:
-        best = max(eligible, key=lambda s: s["synthetic"])
-    else:
-        best = max(scores, key=lambda s: (s["worst_hot_crystal"], s["synthetic"]))
+    scores, best = _choose_strength(model, hot, synthetic, strengths, common, hot_target,
+                                    "no denoising", log)
     model.log_prior = prior_of_strength(phases, best["strength"], common)
     return {"candidates": scores, "chosen": best, "common_phases": list(common),
             "hot_target": hot_target, "n_hot_crystals": len(hot),
             "n_structures": len(synthetic)}
+
+
+def _known_hot_crystals(hot_crystals, phases):
+    known = [(label, atoms) for label, atoms in hot_crystals if label in phases]
+    if not known:
+        raise ValueError("none of the hot crystals is of a phase this model knows "
+                         f"({phases}); give the prior strength instead (--prior-strength)")
+    return known
+
+
+def _accuracies(pairs, shift) -> list[float]:
+    return [float(np.mean(np.argmax(logits + shift, axis=1) == truth))
+            for truth, logits in pairs]
+
+
+def _choose_strength(model, hot, synthetic, strengths, common, hot_target, when, log):
+    """Hot crystals first: among the strengths that label at least ``hot_target`` of the
+    atoms of *every* hot crystal right, the best synthetic accuracy; if none gets there,
+    the best worst crystal. ``hot`` and ``synthetic`` are (label index, prior-free logits).
+    """
+    scores = []
+    for strength in strengths:
+        shift = model.log_prior_vector(prior_of_strength(model.phases, strength, common))
+        hot_each = _accuracies(hot, shift)
+        syn_acc = float(np.mean(_accuracies(synthetic, shift)))
+        scores.append({"strength": float(strength), "hot_crystals": float(np.mean(hot_each)),
+                       "worst_hot_crystal": min(hot_each), "synthetic": syn_acc})
+        log(f"  prior strength {strength:g}: hot crystals {100 * np.mean(hot_each):.2f}% "
+            f"(worst {100 * min(hot_each):.2f}%), synthetic {100 * syn_acc:.2f}% ({when})")
+    eligible = [s for s in scores if s["worst_hot_crystal"] >= hot_target]
+    if eligible:
+        return scores, max(eligible, key=lambda s: s["synthetic"])
+    return scores, max(scores, key=lambda s: (s["worst_hot_crystal"], s["synthetic"]))
+
+
+def tune_step_size(model, grid=STEP_SIZE_GRID, denoise_steps: int = 8, structures=None,
+                   hot_crystals=None, steps=(1, 2, 4, 8), strengths=PRIOR_STRENGTHS,
+                   common=COMMON_PHASES, hot_target: float = 0.995, log=print) -> dict:
+    """Pick the (step_size, max_step) with the best validation accuracy after the steps.
+
+    Without ``hot_crystals`` the model's prior is kept and validation accuracy alone
+    decides. With them, a prior strength is chosen for each run length in ``steps`` as
+    :func:`tune_phase_prior` chooses the undenoised one (hot crystals first), and the
+    step size is the one whose ``denoise_steps``-step prior labels every hot crystal to
+    ``hot_target`` with the best validation accuracy (else the best worst crystal). A
+    step too short leaves a near-melting FCC crystal half-denoised, and FCC then reads
+    as bct In; too long, and a low-symmetry crystal (alpha-U) is walked into another.
+    Sets the step size (and the per-step priors) on ``model`` and returns every
+    candidate's figures.
+    """
+    structures = structures or validation_structures(model)
+    phases = list(model.phases)
+    steps = tuple(k for k in steps if 0 < k <= denoise_steps)
+    if hot_crystals is not None:
+        hot_crystals = _known_hot_crystals(hot_crystals, phases)
+        if denoise_steps not in steps:
+            raise ValueError(f"steps {steps} must include denoise_steps={denoise_steps}")
+    base_prior, base_step_priors = model.log_prior, model.step_log_priors
+    fixed_shift = model.log_prior_for(denoise_steps)
+    model.log_prior = {}  # prior-free logits from the runs; priors are applied below
+
+    def histories(pairs):
+        runs = []
+        for label, atoms in pairs:
+            result = model.classify_atoms(atoms, denoise_steps=denoise_steps,
+                                          keep_history=True)
+            runs.append((phases.index(label), {r["step"]: r["logits"] for r in result.history}))
+        return runs
+
+    def at(runs, k):
+        return [(truth, logits[k]) for truth, logits in runs]
+
+    scores = []
+    try:
+        for step_size, max_step in grid:
+            model.step_size, model.max_step = step_size, max_step
+            synthetic = histories(structures)
+            score = {"step_size": step_size, "max_step": max_step}
+            if hot_crystals is None:
+                score["accuracy"] = float(np.mean(
+                    _accuracies(at(synthetic, denoise_steps), fixed_shift)))
+            else:
+                hot = histories(hot_crystals)
+                chosen = {k: _choose_strength(model, at(hot, k), at(synthetic, k), strengths,
+                                              common, hot_target, f"{k} steps",
+                                              lambda *_: None)[1] for k in steps}
+                final = chosen[denoise_steps]
+                score.update(accuracy=final["synthetic"],
+                             worst_hot_crystal=final["worst_hot_crystal"],
+                             prior_strengths={str(k): c["strength"] for k, c in chosen.items()})
+            scores.append(score)
+            log(f"  step size {step_size:g} Å^2, cap {max_step:g} Å: validation accuracy after "
+                f"{denoise_steps} steps {100 * score['accuracy']:.2f}%"
+                + ("" if hot_crystals is None else
+                   f", worst hot crystal {100 * score['worst_hot_crystal']:.2f}% (prior "
+                   f"strengths by steps {score['prior_strengths']})"))
+    finally:
+        model.log_prior, model.step_log_priors = base_prior, base_step_priors
+    if hot_crystals is None:
+        best = max(scores, key=lambda s: s["accuracy"])
+    else:
+        eligible = [s for s in scores if s["worst_hot_crystal"] >= hot_target]
+        best = (max(eligible, key=lambda s: s["accuracy"]) if eligible else
+                max(scores, key=lambda s: (s["worst_hot_crystal"], s["accuracy"])))
+        model.step_log_priors = {int(k): prior_of_strength(phases, strength, common)
+                                 for k, strength in best["prior_strengths"].items()}
+    model.step_size, model.max_step = best["step_size"], best["max_step"]
+    return {"candidates": scores, "chosen": best, "denoise_steps": denoise_steps,
+            "n_structures": len(structures),
+            "n_hot_crystals": 0 if hot_crystals is None else len(hot_crystals)}
 
 
 def step_thresholds_on_liquid(model, liquid_frames, steps=(0, 1, 2, 4, 8),
@@ -250,6 +313,7 @@ def _calibrate(args) -> int:
             raise SystemExit(f"lpfm calibrate: --averaging-radius must be 'keep' or a radius: "
                              f"{exc}") from None
     record["averaging_radius"] = model.averaging_radius
+    hot = None
     if args.prior_strength == "auto":
         from .evaluation.md_snapshots import DEFAULT_CACHE, snapshots
         from .evaluation.md_templates import CALIBRATION_CRYSTALS
@@ -267,7 +331,7 @@ def _calibrate(args) -> int:
         model.log_prior = prior_of_strength(model.phases, strength)
         record["prior"] = {"chosen": {"strength": strength}, "common_phases": list(COMMON_PHASES)}
     if not args.keep_step_size:
-        record["step_size"] = tune_step_size(model, log=log)
+        record["step_size"] = tune_step_size(model, hot_crystals=hot, log=log)
     if args.liquid:
         from ase.io import read
 
@@ -296,6 +360,9 @@ def _calibrate(args) -> int:
     if strength is not None:
         log(f"  phase prior: prototypes other than {', '.join(COMMON_PHASES)} "
             f"{strength:g} below them")
+    by_steps = record.get("step_size", {}).get("chosen", {}).get("prior_strengths")
+    if by_steps:
+        log(f"  after k denoising steps: {by_steps} below them")
     print(f"wrote {out}: averaging radius {model.averaging_radius:g} Å, step size "
           f"{model.step_size:g} Å^2 (cap {model.max_step:g} Å), thresholds {json.dumps(record['thresholds']['per_step'])}")
     return 0

@@ -95,10 +95,12 @@ class PhaseModel:
                  max_step: float = 0.2, metadata: dict | None = None,
                  device: str | torch.device = "cpu", precision: str = "fp32",
                  step_thresholds: dict[int, float] | None = None,
-                 log_prior: dict[str, float] | None = None, averaging_radius: float = 0.0):
+                 log_prior: dict[str, float] | None = None, averaging_radius: float = 0.0,
+                 step_log_priors: dict[int, dict[str, float]] | None = None):
         self.network = network.eval()
         self.phases = tuple(phases)
         self.log_prior = log_prior or {}
+        self.step_log_priors = step_log_priors or {}
         self.averaging_radius = averaging_radius
         self.confidence_threshold = float(confidence_threshold)
         # Denoising raises every atom's confidence, a liquid's too, so a threshold that
@@ -130,6 +132,7 @@ class PhaseModel:
         radius, thresholds, step size, precision), so a setting added later is not lost."""
         twin = shallow_copy(self)
         twin.step_thresholds = dict(self.step_thresholds)
+        twin._step_log_priors = dict(self._step_log_priors)
         twin.metadata = dict(self.metadata)
         return twin
 
@@ -149,13 +152,41 @@ class PhaseModel:
         after 8 steps at sigma 0.15 Å, 93.0% with the network's own score, and 100% of the
         hot MD crystals either way.) The common lattices' logits are those of the network.
         Restricting ``candidates`` replaces the prior: the caller's candidates are the
-        prior then, uniform over them.
+        prior then, uniform over them. This is the prior of runs without denoising;
+        ``step_log_priors`` may give denoised runs weaker ones. Setting it sets the prior
+        of every run length (it clears ``step_log_priors``).
         """
-        return {p: float(v) for p, v in zip(self.phases, self._log_prior) if v != 0.0}
+        return self._prior_as_dict(self._log_prior)
 
     @log_prior.setter
     def log_prior(self, values: dict[str, float]) -> None:
         self._log_prior = self.log_prior_vector(values)
+        self._step_log_priors = {}
+
+    @property
+    def step_log_priors(self) -> dict[int, dict[str, float]]:
+        """Log priors for runs of at least k denoising steps (k -> prior, as ``log_prior``).
+
+        The prior settles ties that thermal noise makes: a hot FCC atom looks as much like
+        bct In as like FCC. Denoising removes that noise, after which the network tells the
+        two apart by itself, and a prior strong enough for undenoised hot crystals would
+        then only hide the rare prototype (bct In, FCC stretched 7.6%, was labelled FCC at
+        every noise level). Runs shorter than every k use ``log_prior``.
+        """
+        return {k: self._prior_as_dict(v) for k, v in self._step_log_priors.items()}
+
+    @step_log_priors.setter
+    def step_log_priors(self, values: dict[int, dict[str, float]]) -> None:
+        priors = {}
+        for steps, prior in values.items():
+            if int(steps) != steps or int(steps) < 1:
+                raise ValueError(f"step_log_priors are keyed by denoising steps >= 1 (0 is "
+                                 f"log_prior's), got {steps!r}")
+            priors[int(steps)] = self.log_prior_vector(prior)
+        self._step_log_priors = priors
+
+    def _prior_as_dict(self, vector: np.ndarray) -> dict[str, float]:
+        return {p: float(v) for p, v in zip(self.phases, vector) if v != 0.0}
 
     def log_prior_vector(self, values: dict[str, float]) -> np.ndarray:
         """A log prior given by phase name as the per-phase vector added to the logits."""
@@ -192,10 +223,15 @@ class PhaseModel:
                              f"cutoff {self.cutoff:g} (model units), got {radius:g}")
         self._averaging_radius = radius
 
-    def _prior_for(self, candidates: np.ndarray) -> np.ndarray:
+    def log_prior_for(self, denoise_steps: int) -> np.ndarray:
+        """The per-phase log prior of a run of ``denoise_steps`` steps over all phases."""
+        calibrated = [k for k in self._step_log_priors if k <= denoise_steps]
+        return self._step_log_priors[max(calibrated)] if calibrated else self._log_prior
+
+    def _prior_for(self, candidates: np.ndarray, denoise_steps: int = 0) -> np.ndarray:
         if len(np.unique(candidates)) < len(self.phases):
             return np.zeros(len(self.phases))
-        return self._log_prior
+        return self.log_prior_for(denoise_steps)
 
     def threshold_for(self, denoise_steps: int) -> float:
         """The unknown threshold for a run of ``denoise_steps`` steps."""
@@ -242,7 +278,8 @@ class PhaseModel:
 
     def logits_and_gradient(self, positions: np.ndarray, graph: Graph, n_owned: int,
                             candidates: np.ndarray, need_gradient: bool):
-        """Logits of the first ``n_owned`` atoms, and d/dr of their summed log-density.
+        """The network's logits of the first ``n_owned`` atoms (no prior), and d/dr of their
+        summed log-density.
 
         Positions and graph are in model units. The gradient has a row for every atom,
         ghosts included: a ghost's row belongs to its owner.
@@ -255,15 +292,12 @@ class PhaseModel:
         edge_index = torch.as_tensor(graph.edge_index, device=self.device)
         shifts = torch.tensor(graph.shifts, dtype=torch.float32, device=self.device)
         cand = torch.as_tensor(candidates, device=self.device)
-        prior = torch.tensor(self._prior_for(candidates), dtype=torch.float32,
-                             device=self.device)
         with torch.set_grad_enabled(need_gradient), self._autocast():
-            network_logits = self.network(pos, edge_index, shifts, n_owned).float()
-        logits = network_logits + prior
+            logits = self.network(pos, edge_index, shifts, n_owned).float()
         gradient = None
         if need_gradient:
             # the density score matching trained (uniform over phases); see ``log_prior``
-            log_density = torch.logsumexp(network_logits[:, cand], dim=1).sum()
+            log_density = torch.logsumexp(logits[:, cand], dim=1).sum()
             (gradient,) = torch.autograd.grad(log_density, pos)
             gradient = gradient.detach().cpu().numpy().astype(np.float64)
         return logits.detach().cpu().numpy().astype(np.float64), gradient
@@ -338,6 +372,7 @@ class PhaseModel:
                 current, n_owned, graph_of, cand, halo, need_gradient=need_gradient,
                 average=keep_history or not need_gradient,  # labels are read from these
                 max_atoms_per_chunk=max_atoms_per_chunk)
+            logits = logits + self._prior_for(cand, step)  # a decision prior, after the score
             if keep_history:
                 history.append({"step": step, "labels": self._labels(logits, cand, step)[0],
                                 "logits": logits})
@@ -359,7 +394,8 @@ class PhaseModel:
 
     def evaluate(self, model_positions, n_owned, graph_of, candidates, halo, *,
                  need_gradient: bool, average: bool, max_atoms_per_chunk: int | None = None):
-        """One pass of the network: ``(logits, gradient)`` of the first ``n_owned`` atoms.
+        """One pass of the network: ``(logits, gradient)`` of the first ``n_owned`` atoms
+        (the network's logits: the caller adds the prior for its number of steps).
 
         ``graph_of(model_positions, cutoff)`` builds the neighbour graph (model units);
         with ``average`` the logits are those labels are read from, averaged over

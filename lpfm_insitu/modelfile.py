@@ -44,6 +44,7 @@ def save_model(path: str | Path, model: PhaseModel, spec: ModelSpec, *,
         "confidence_threshold": repr(model.confidence_threshold),
         "step_thresholds": json.dumps({str(k): v for k, v in model.step_thresholds.items()}),
         "log_prior": json.dumps(model.log_prior),
+        "step_log_priors": json.dumps({str(k): v for k, v in model.step_log_priors.items()}),
         "step_size": repr(model.step_size),
         "max_step": repr(model.max_step),
         "averaging_radius": repr(model.averaging_radius),
@@ -135,6 +136,8 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str = "cpu",
                       max_step=float(header.get("max_step", 0.2)),
                       step_thresholds=json.loads(header.get("step_thresholds", "{}")),
                       log_prior=json.loads(header.get("log_prior", "{}")),
+                      step_log_priors={int(k): v for k, v in
+                                       json.loads(header.get("step_log_priors", "{}")).items()},
                       averaging_radius=float(header.get("averaging_radius", 0.0)),
                       metadata=metadata, device=device, precision=precision)
 

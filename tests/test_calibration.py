@@ -54,6 +54,46 @@ def test_step_size_tuning_keeps_the_best_candidate(tiny_model):
     assert len(record["candidates"]) == 2 and record["n_structures"] == len(PHASES)
 
 
+def test_step_size_tuning_with_hot_crystals_chooses_a_prior_per_run_length(tiny_model):
+    rng = np.random.default_rng(7)
+    hot = []
+    for label in ("A_cF4_225_a", "A_cI2_229_a"):
+        atoms = validation_structures(tiny_model, sigmas=(0.2,), target_atoms=40)[
+            PHASES.index(label)][1]
+        atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
+        hot.append((label, atoms))
+    structures = validation_structures(tiny_model, sigmas=(0.1,), target_atoms=30)
+    tiny_model.log_prior = {"A_hP2_194_c": -3.0}
+    common = ("A_cF4_225_a", "A_cI2_229_a")
+    try:
+        record = tune_step_size(tiny_model, grid=((0.001, 0.01), (0.05, 0.3)),
+                                denoise_steps=2, structures=structures, hot_crystals=hot,
+                                steps=(1, 2), strengths=(0.0, 50.0), common=common,
+                                log=lambda *_: None)
+        scores = record["candidates"]
+        assert len(scores) == 2 and record["n_hot_crystals"] == 2
+        for score in scores:
+            assert set(score["prior_strengths"]) == {"1", "2"}
+            assert 0.0 <= score["worst_hot_crystal"] <= 1.0
+        eligible = [s for s in scores if s["worst_hot_crystal"] >= 0.995]
+        best = (max(eligible, key=lambda s: s["accuracy"]) if eligible else
+                max(scores, key=lambda s: (s["worst_hot_crystal"], s["accuracy"])))
+        assert record["chosen"] == best
+        assert (tiny_model.step_size, tiny_model.max_step) == (best["step_size"],
+                                                               best["max_step"])
+        # the undenoised prior stays; denoised runs get the chosen strengths
+        assert tiny_model.log_prior == {"A_hP2_194_c": -3.0}
+        assert tiny_model.step_log_priors == {
+            int(k): prior_of_strength(PHASES, v, common)
+            for k, v in best["prior_strengths"].items()}
+        with pytest.raises(ValueError, match="must include denoise_steps"):
+            tune_step_size(tiny_model, grid=((0.001, 0.01),), denoise_steps=2,
+                           structures=structures, hot_crystals=hot, steps=(1,),
+                           log=lambda *_: None)
+    finally:
+        tiny_model.log_prior = {}
+
+
 def test_calibrate_command_writes_thresholds_into_the_model_file(tiny_model, tmp_path):
     model_path = save_model(tmp_path / "m.safetensors", tiny_model, SPEC)
     liquid = tmp_path / "liquid.extxyz"

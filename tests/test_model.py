@@ -329,6 +329,37 @@ def test_log_prior_shifts_logits_and_score_unless_candidates_restrict(small_mode
     np.testing.assert_allclose(restricted.logits, plain.history[0]["logits"], rtol=0, atol=1e-5)
 
 
+def test_step_log_priors_apply_to_runs_of_at_least_their_steps(small_model):
+    atoms = _rattled_fcc()
+    plain = small_model.classify_atoms(atoms, denoise_steps=2, keep_history=True)
+    undenoised, denoised = {"A_cI2_229_a": -1.5}, {"A_cI2_229_a": -0.25, "A_hP2_194_c": 0.5}
+    small_model.log_prior = undenoised
+    small_model.step_log_priors = {2: denoised}
+    try:
+        shifted = small_model.classify_atoms(atoms, denoise_steps=2, keep_history=True)
+        assert small_model.log_prior == undenoised
+        assert small_model.step_log_priors == {2: denoised}
+        small_model.log_prior = {}  # one prior for every run length again
+        assert small_model.step_log_priors == {}
+    finally:
+        small_model.log_prior = {}
+    for step, prior in ((0, undenoised), (1, undenoised), (2, denoised)):
+        shift = np.array([prior.get(p, 0.0) for p in PHASES])
+        np.testing.assert_allclose(shifted.history[step]["logits"],
+                                   plain.history[step]["logits"] + shift, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(shifted.labels, np.argmax(shifted.logits, axis=1))
+    np.testing.assert_allclose(shifted.displacement, plain.displacement, rtol=0, atol=1e-7)
+
+
+def test_step_log_priors_refuse_bad_keys_and_phases(small_model):
+    for steps in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="denoising steps >= 1"):
+            small_model.step_log_priors = {steps: {"A_cI2_229_a": -1.0}}
+    with pytest.raises(ValueError, match=r"B_nonsense.*its phases"):
+        small_model.step_log_priors = {8: {"B_nonsense": -1.0}}
+    assert small_model.step_log_priors == {}
+
+
 def test_score_with_log_prior_is_the_gradient_of_the_networks_own_density(small_model):
     atoms = _rattled_fcc(repeat=2)
     small_model.log_prior = {"A_cI2_229_a": -2.0, "A_hP2_194_c": -0.5}

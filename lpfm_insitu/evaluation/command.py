@@ -58,6 +58,7 @@ def model_identity(model, name: str) -> dict:
                              if k in ("ce", "sm") and isinstance(v, (int, float))},
             "step_size": model.step_size, "max_step": model.max_step,
             "log_prior": model.log_prior,
+            "step_log_priors": {str(k): v for k, v in model.step_log_priors.items()},
             "averaging_radius": model.averaging_radius,
             "note": {k: v for k, v in model.metadata.items()
                      if k not in ("path", "training", "package_version", "name")},

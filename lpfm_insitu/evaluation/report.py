@@ -121,15 +121,23 @@ def _averaging_text(model: dict) -> str:
 
 
 def _prior_text(model: dict) -> str:
-    prior = model.get("log_prior") or {}
+    text = "phase prior: " + _one_prior_text(model.get("log_prior") or {}, model["n_phases"])
+    by_steps = model.get("step_log_priors") or {}
+    if by_steps:
+        text += "; after denoising: " + ", ".join(
+            f"from {k} steps on {_one_prior_text(v, model['n_phases'])}"
+            for k, v in sorted(by_steps.items(), key=lambda kv: int(kv[0])))
+    return text + " (applied over all phases, not with restricted candidates)"
+
+
+def _one_prior_text(prior: dict, n_phases: int) -> str:
     if not prior:
-        return "uniform phase prior"
+        return "uniform"
     values = sorted(set(prior.values()))
     if len(values) == 1:
-        return (f"phase prior: log prior {values[0]:g} on {len(prior)} of the "
-                f"{model['n_phases']} prototypes, 0 on the others (applied over all phases, "
-                "not with restricted candidates)")
-    return "phase prior (log): " + ", ".join(f"{p} {v:g}" for p, v in sorted(prior.items()))
+        return (f"log prior {values[0]:g} on {len(prior)} of the {n_phases} prototypes, "
+                "0 on the others")
+    return "log prior " + ", ".join(f"{p} {v:g}" for p, v in sorted(prior.items()))
 
 
 def render(results: dict, out_dir: Path) -> str:
