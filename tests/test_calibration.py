@@ -54,15 +54,20 @@ def test_step_size_tuning_keeps_the_best_candidate(tiny_model):
     assert len(record["candidates"]) == 2 and record["n_structures"] == len(PHASES)
 
 
-def test_step_size_tuning_with_hot_crystals_chooses_a_prior_per_run_length(tiny_model):
-    rng = np.random.default_rng(7)
+def _hot_crystals_and_structures(model, seed):
+    """Jiggled fcc and bcc supercells standing in for hot MD crystals, and validation cells."""
+    rng = np.random.default_rng(seed)
     hot = []
     for label in ("A_cF4_225_a", "A_cI2_229_a"):
-        atoms = validation_structures(tiny_model, sigmas=(0.2,), target_atoms=40)[
+        atoms = validation_structures(model, sigmas=(0.2,), target_atoms=40)[
             PHASES.index(label)][1]
         atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
         hot.append((label, atoms))
-    structures = validation_structures(tiny_model, sigmas=(0.1,), target_atoms=30)
+    return hot, validation_structures(model, sigmas=(0.1,), target_atoms=30)
+
+
+def test_step_size_tuning_with_hot_crystals_chooses_a_prior_per_run_length(tiny_model):
+    hot, structures = _hot_crystals_and_structures(tiny_model, seed=7)
     tiny_model.log_prior = {"A_hP2_194_c": -3.0}
     common = ("A_cF4_225_a", "A_cI2_229_a")
     try:
@@ -146,14 +151,7 @@ def test_prior_of_strength_lowers_only_the_uncommon_phases():
 
 
 def test_phase_prior_tuning_keeps_the_best_strength_and_sets_it(tiny_model):
-    rng = np.random.default_rng(5)
-    hot = []
-    for label in ("A_cF4_225_a", "A_cI2_229_a"):
-        atoms = validation_structures(tiny_model, sigmas=(0.2,), target_atoms=40)[
-            PHASES.index(label)][1]
-        atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
-        hot.append((label, atoms))
-    structures = validation_structures(tiny_model, sigmas=(0.1,), target_atoms=30)
+    hot, structures = _hot_crystals_and_structures(tiny_model, seed=5)
     # hcp is the only "rare" phase here: the strength moves hcp's logit alone
     record = tune_phase_prior(tiny_model, hot, structures, strengths=(0.0, 1.0, 50.0),
                               common=("A_cF4_225_a", "A_cI2_229_a"), log=lambda *_: None)

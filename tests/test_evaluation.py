@@ -202,3 +202,16 @@ def test_md_scoring_on_toy_logits():
     assert l["lpfm"]["0"]["model_threshold"] == pytest.approx(0.5)  # 5 of 10 below 0
     assert l["lpfm"]["0"]["liquid_threshold"] == pytest.approx(0.9)
     assert l["baselines"]["ptm_nocut"]["value"] == pytest.approx(0.1)
+
+
+def test_report_names_a_prior_only_where_the_run_length_changes_it():
+    from lpfm_insitu.evaluation.report import _prior_text
+
+    rare = {"A_tI2_139_a": -1.5, "A_hP4_194_ac": -1.5}
+    text = _prior_text({"n_phases": 25, "log_prior": rare,
+                        "step_log_priors": {"1": rare, "4": rare,
+                                            "8": {k: -0.25 for k in rare}}})
+    assert text.startswith("phase prior: log prior -1.5 on 2 of the 25 prototypes")
+    assert "from 8 denoising steps on, log prior -0.25 on 2 of the 25" in text
+    assert "from 1 " not in text and "from 4 " not in text
+    assert _prior_text({"n_phases": 25, "log_prior": {}}).startswith("phase prior: uniform")

@@ -121,12 +121,13 @@ def _averaging_text(model: dict) -> str:
 
 
 def _prior_text(model: dict) -> str:
-    text = "phase prior: " + _one_prior_text(model.get("log_prior") or {}, model["n_phases"])
-    by_steps = model.get("step_log_priors") or {}
-    if by_steps:
-        text += "; after denoising: " + ", ".join(
-            f"from {k} steps on {_one_prior_text(v, model['n_phases'])}"
-            for k, v in sorted(by_steps.items(), key=lambda kv: int(kv[0])))
+    previous = model.get("log_prior") or {}
+    text = "phase prior: " + _one_prior_text(previous, model["n_phases"])
+    for steps, prior in sorted((model.get("step_log_priors") or {}).items(),
+                               key=lambda kv: int(kv[0])):
+        if prior != previous:  # runs of these steps change the prior; the others repeat it
+            text += f"; from {steps} denoising steps on, {_one_prior_text(prior, model['n_phases'])}"
+        previous = prior
     return text + " (applied over all phases, not with restricted candidates)"
 
 
