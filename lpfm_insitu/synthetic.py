@@ -256,7 +256,8 @@ class SyntheticSampler:
                            f"the sampled labels")
         weights = np.ones(len(self.labels))
         for label, weight in phase_weights.items():
-            if not (np.isfinite(weight) and weight > 0):
+            number = isinstance(weight, (int, float, np.number)) and not isinstance(weight, bool)
+            if not (number and np.isfinite(weight) and weight > 0):
                 raise ValueError(f"phase_weights[{label!r}] = {weight!r}: a sampling weight "
                                  f"must be a positive number (1 is the default weight)")
             weights[self.labels.index(label)] = float(weight)

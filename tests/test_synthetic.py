@@ -220,6 +220,8 @@ def test_unweighted_sampler_keeps_the_uniform_random_stream():
     ({"A_cF4_225_a": float("nan")}, ValueError, "positive"),
     ({"A_cF4_225_a": -2}, ValueError, "-2"),
     ({"A_hP2_194_c": 2}, KeyError, "A_hP2_194_c.*not among"),
+    ({"A_cF4_225_a": "3"}, ValueError, r"A_cF4_225_a.*'3'.*positive number"),  # quoted in YAML
+    ({"A_cF4_225_a": True}, ValueError, "positive number"),
 ])
 def test_bad_phase_weights_are_refused(weights, error, match):
     with pytest.raises(error, match=match):
