@@ -39,9 +39,11 @@ def loaded_model(tiny_model):
 
 @pytest.fixture(scope="session")
 def averaged_tiny_model(tmp_path_factory):
-    """The tiny model with its logits averaged over each atom's first shell."""
+    """The tiny model with its logits averaged over each atom's first shell, and a phase
+    prior that changes with the number of denoising steps."""
     return make_tiny_model(tmp_path_factory.mktemp("model") / "averaged.safetensors",
-                           averaging_radius=3.0)
+                           averaging_radius=3.0, log_prior={"A_hP3_191_ad": -0.5},
+                           step_log_priors={1: {"A_hP3_191_ad": 0.5}})
 
 
 def _load(path):
@@ -88,6 +90,7 @@ def test_classify_example_matches_single_process(tmp_path, run_lmp, averaged, re
     assert out.count("lpfm_insitu:   i_lpfm_phase: 0 = A_cF4_225_a") == 1
     assert "d2_lpfm_op[2] = logit of A_hP2_194_c (phase 2)" in out
     assert f"logits averaged over neighbours within {3 if averaged else 0} (model units)" in out
+    assert ("log prior -0.5 on 1 of 5 phases" if averaged else "uniform phase prior") in out
     frames = read_dump_frames(result.workdir / "classify.dump")
     assert [f[0] for f in frames] == [50, 100]  # step 0 is not dumped (not classified yet)
     op_idx = [loaded_model.phases.index(p) for p in OPS]

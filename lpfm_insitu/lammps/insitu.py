@@ -351,10 +351,21 @@ class InsituClassifier:
         out = [f"lpfm_insitu: model {self.model_name!r} ({self.model.metadata.get('path', '?')}), "
                f"{len(self.phases)} phases, {net.num_interactions} interactions x r_max "
                f"{net.r_max:g} (model units), denoise_steps {s.denoise_steps}, logits averaged "
-               f"over neighbours within {self.model.averaging_radius:g} (model units)"]
+               f"over neighbours within {self.model.averaging_radius:g} (model units), "
+               f"{self._prior_summary()}"]
         out += [f"lpfm_insitu:   {line}" for line in self.mapping_lines()]
         out.append(f"lpfm_insitu:   needs: {self.fix_line()}")
         print("\n".join(out), flush=True)
+
+    def _prior_summary(self) -> str:
+        if self.settings.candidates is not None:
+            return "uniform prior over the candidates"
+        prior = self.model.log_prior_for(self.settings.denoise_steps)
+        shifted = prior[prior != 0.0]
+        if not len(shifted):
+            return "uniform phase prior"
+        values = ", ".join(f"{v:g}" for v in np.unique(shifted))
+        return f"log prior {values} on {len(shifted)} of {len(prior)} phases"
 
     # --- the callback ------------------------------------------------------------------------
 

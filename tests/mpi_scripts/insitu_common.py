@@ -12,7 +12,8 @@ PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_hP3_191_ad", "A_cP1_22
 BACKBONE = {"channels": 8, "correlation": 2, "max_ell": 2, "num_interactions": 2, "r_max": 3.3}
 
 
-def make_tiny_model(path, phases=PHASES, backbone=BACKBONE, seed=0, averaging_radius=0.0):
+def make_tiny_model(path, phases=PHASES, backbone=BACKBONE, seed=0, averaging_radius=0.0,
+                    log_prior=None, step_log_priors=None):
     """A small untrained LPFM whose labels vary from atom to atom in a hot fcc crystal.
 
     An untrained MACE gives nearly the same features to all fcc-like atoms, so the
@@ -52,7 +53,8 @@ def make_tiny_model(path, phases=PHASES, backbone=BACKBONE, seed=0, averaging_ra
     threshold = float(np.median(model.classify_atoms(atoms).confidence))
     # denoising as the shipped model does it: small steps, capped at 0.03 A
     model = PhaseModel(net, spec.phases, confidence_threshold=threshold, step_size=0.005,
-                       max_step=0.03, averaging_radius=averaging_radius)
+                       max_step=0.03, averaging_radius=averaging_radius, log_prior=log_prior,
+                       step_log_priors=step_log_priors)
     return save_model(Path(path), model, spec)
 
 
