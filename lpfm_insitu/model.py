@@ -18,6 +18,8 @@ a periodic cell (edges carry cell shifts) and an MPI subdomain with ghost atoms
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,7 +28,11 @@ import torch
 
 from . import _torch_compat  # noqa: F401  (must precede e3nn)
 from e3nn import o3  # noqa: E402
-from mace import modules as mace_modules  # noqa: E402
+
+# mace prints a notice (cuequivariance missing) on stdout when first imported, which would
+# corrupt what our commands print there (`lpfm classify --json`): send it to stderr.
+with contextlib.redirect_stdout(sys.stderr):
+    from mace import modules as mace_modules  # noqa: E402
 
 from .fused_convolution import fuse_first_convolutions  # noqa: E402
 

@@ -103,3 +103,18 @@ def test_bad_options_name_the_problem(hot_copper_dump, tmp_path, monkeypatch, ca
 def test_missing_input_file_is_named(tmp_path, capsys):
     assert main(["classify", str(tmp_path / "nothing.dump"), "--model", "fast"]) != 0
     assert "nothing.dump' does not exist" in capsys.readouterr().err
+
+
+def test_json_on_stdout_is_the_only_output_there(hot_copper_dump):
+    """`lpfm classify --json | jq` must work: in a fresh process, where importing the
+    network's libraries prints notices, stdout holds the JSON object and nothing else."""
+    import subprocess
+    import sys
+
+    dump, atoms = hot_copper_dump
+    done = subprocess.run([sys.executable, "-c", "from lpfm_insitu.cli import main; "
+                           "raise SystemExit(main())", "classify", str(dump), "--model", "fast",
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["n_atoms"] == len(atoms)
