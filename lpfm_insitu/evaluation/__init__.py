@@ -3,7 +3,8 @@
 One module per job: ``synthetic_eval`` (prototype accuracy and denoising), ``physics``
 and ``paths`` (Bain/Burgers paths, logit versus displacement), ``md_templates`` and
 ``md_snapshots`` (cached LAMMPS snapshots near melting), ``baselines`` (PTM, a-CNA via
-OVITO), ``md_eval`` (the comparison), ``cost`` (timing, bf16), ``metrics`` (scoring and
+OVITO), ``md_eval`` (the comparison), ``strain_eval``
+(compressed hot crystals), ``cost`` (timing, bf16), ``metrics`` (scoring and
 ``calibrate_on_liquid``), ``report`` (Markdown) and ``command`` (the CLI glue).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from .metrics import calibrate_on_liquid, rejection_threshold  # noqa: F401
 
-SECTIONS = ("synthetic", "physics", "md", "cost")
+SECTIONS = ("synthetic", "physics", "md", "strain", "cost")
 
 
 def register_command(subparsers) -> None:

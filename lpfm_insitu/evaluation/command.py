@@ -127,6 +127,13 @@ def run_evaluation(args) -> int:
                                       max_frames=args.md_frames, n_ranks=args.ranks, log=_log)
             plot_md(results["md"], out / "md_accuracy.png")
             plot_confidence(results["md"], out / "md_confidence.png")
+        elif section == "strain":
+            from .md_snapshots import DEFAULT_CACHE
+            from .strain_eval import plot_strain, run_strain
+
+            results["strain"] = run_strain(model, cache=args.cache or DEFAULT_CACHE,
+                                           n_ranks=args.ranks, log=_log)
+            plot_strain(results["strain"], out / "strain.png")
         elif section == "cost":
             from .cost import run_cost
 

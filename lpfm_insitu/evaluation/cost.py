@@ -1,4 +1,4 @@
-"""Section 4: what a classification and a denoising step cost on this machine.
+"""Section 5: what a classification and a denoising step cost on this machine.
 
 A ~11,000-atom FCC crystal (Gaussian-perturbed, sigma 0.1 Å at the reference density) is
 timed in its parts: building the neighbour graph, the forward pass, and forward plus the

@@ -1,0 +1,67 @@
+"""lpfm eval's strain section: the deformations do what they say, and a shipped model's
+answers on a compressed crystal come back in the shape the report renders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lpfm_insitu.evaluation.strain_eval import (MODES, crystal_under_compression, deformation,
+                                                strained)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("compression", [0.0, 0.05, 0.15])
+def test_deformation_removes_the_asked_volume(mode, compression):
+    F = deformation(mode, compression)
+    assert np.isclose(np.linalg.det(F), 1.0 - compression)
+    assert np.allclose(F, F.T)
+
+
+def test_uniaxial_compression_shortens_one_axis_only():
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.615, cubic=True)
+    squeezed = strained(atoms, deformation("uniaxial x", 0.1))
+    assert np.allclose(squeezed.cell.lengths(), atoms.cell.lengths() * [0.9, 1, 1])
+    assert np.allclose(squeezed.get_scaled_positions(), atoms.get_scaled_positions())
+
+
+@pytest.mark.parametrize("mode, compression, message", [
+    ("shear", 0.1, "unknown strain mode 'shear'"),
+    ("uniaxial z", 1.0, "compression must be in [0, 1), got 1.0"),
+    ("hydrostatic", -0.1, "got -0.1"),
+])
+def test_bad_deformations_are_named(mode, compression, message):
+    with pytest.raises(ValueError) as info:
+        deformation(mode, compression)
+    assert message in str(info.value)
+
+
+def test_compressed_fcc_scores_and_report(tmp_path):
+    from ase.build import bulk
+
+    from lpfm_insitu import load_model
+    from lpfm_insitu.evaluation.report import _strain
+
+    pytest.importorskip("ovito")
+    model = load_model("fast")
+    atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat(5)
+    atoms.positions += np.random.default_rng(0).normal(0, 0.05, atoms.positions.shape)
+    entry = crystal_under_compression(model, atoms, "A_cF4_225_a", compressions=(0.05,),
+                                      modes=("hydrostatic", "uniaxial z"))
+    assert entry["unstrained"]["0"]["labelled"] == 1.0
+    assert entry["unstrained"]["ptm_nocut"] == 1.0
+    # PTM matches templates up to scale: a hydrostatic compression changes nothing for it
+    hydro = entry["strained"]["hydrostatic"]["0.05"]
+    assert hydro["ptm_nocut"] == entry["unstrained"]["ptm_nocut"]
+    # a crystal 1.7% shorter in every direction is well inside the trained scale range
+    assert hydro["0"]["labelled"] == 1.0 and hydro["0"]["unknown"] == 0.0
+    for scores in (hydro, entry["strained"]["uniaxial z"]["0.05"]):
+        for step in ("0", "8"):
+            wrong = sum(f for _, f in scores[step]["wrong_labels"])
+            assert wrong <= 1.0 - scores[step]["labelled"] + 1e-9
+    text = "\n".join(_strain({"compressions": [0.05], "modes": ["hydrostatic", "uniaxial z"],
+                              "steps": [0, 8], "systems": {"Cu_test": entry}}))
+    assert "## 4. Compressed hot crystals" in text
+    assert "| Cu_test | hydrostatic | 100.0 / " in text
