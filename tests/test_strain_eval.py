@@ -42,7 +42,7 @@ def test_compressed_fcc_scores_and_report(tmp_path):
     from ase.build import bulk
 
     from lpfm_insitu import load_model
-    from lpfm_insitu.evaluation.report import _strain
+    from lpfm_insitu.evaluation.report import _strain, targets
 
     pytest.importorskip("ovito")
     model = load_model("fast")
@@ -61,7 +61,13 @@ def test_compressed_fcc_scores_and_report(tmp_path):
         for step in ("0", "8"):
             wrong = sum(f for _, f in scores[step]["wrong_labels"])
             assert wrong <= 1.0 - scores[step]["labelled"] + 1e-9
-    text = "\n".join(_strain({"compressions": [0.05], "modes": ["hydrostatic", "uniaxial z"],
-                              "steps": [0, 8], "systems": {"Cu_test": entry}}))
+    section = {"compressions": [0.05], "modes": ["hydrostatic", "uniaxial z"], "steps": [0, 8],
+               "systems": {"Cu_test": entry}}
+    text = "\n".join(_strain(section))
     assert "## 4. Compressed hot crystals" in text
     assert "| Cu_test | hydrostatic | 100.0 / " in text
+    # the targets table names the worst uniaxial case (hydrostatic is not a candidate)
+    (row,) = [r for r in targets({"strain": section}) if r[0].startswith("hot crystals compr")]
+    worst = entry["strained"]["uniaxial z"]["0.05"]
+    assert row[2] == (f"5%: {100 * worst['0']['labelled']:.1f} % (Cu_test, uniaxial z) / "
+                      f"{100 * worst['8']['labelled']:.1f} % (Cu_test, uniaxial z)")
