@@ -29,6 +29,7 @@ def test_uniaxial_compression_shortens_one_axis_only():
 
 @pytest.mark.parametrize("mode, compression, message", [
     ("shear", 0.1, "unknown strain mode 'shear'"),
+    ("uniaxial w", 0.1, "unknown strain mode 'uniaxial w'"),
     ("uniaxial z", 1.0, "compression must be in [0, 1), got 1.0"),
     ("hydrostatic", -0.1, "got -0.1"),
 ])

@@ -398,9 +398,9 @@ def _strain(s) -> list[str]:
             "unstrained crystal, as a shock run does with one length for the whole box. "
             "Cells: % of atoms labelled right with the stored thresholds (unknown counts as "
             "wrong) after 0 / 8 denoising steps, and PTM without cutoff (which does not see "
-            "the density). The \"none\" row is the unstrained frame. Training covered uniaxial "
-            "compression up to 15% and isotropic scaling 0.90-1.08 (27% volume), on cold "
-            "noisy crystals.", "",
+            "the density). The \"none\" row is the unstrained frame. The shipped models were "
+            "trained with uniaxial compression up to 15% and isotropic scaling 0.90-1.08 (27% "
+            "volume), on cold noisy crystals.", "",
             markdown_table(header, rows), "",
             "![compressed hot crystals](strain.png)", ""]
 

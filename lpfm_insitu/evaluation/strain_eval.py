@@ -5,8 +5,9 @@ uniaxially along z (HCP's c axis), uniaxially along x (HCP's a axis), or hydrost
 to the same volume, and classified with the nearest-neighbour distance of the unstrained
 crystal: in a shock run one length serves the whole box, so the shocked region reaches the
 model compressed. Labels after 0 and 8 denoising steps use the stored thresholds (unknown
-counts as wrong); PTM without its cutoff labels the same atoms. The model was trained with
-uniaxial compression up to 15% and isotropic scaling of 0.90-1.08, on cold noisy crystals.
+counts as wrong); PTM without its cutoff labels the same atoms. The shipped models were
+trained with uniaxial compression up to 15% and isotropic scaling of 0.90-1.08, on cold
+noisy crystals.
 """
 
 from __future__ import annotations
@@ -22,21 +23,22 @@ from .metrics import UNKNOWN, label_breakdown, labels_from_logits
 
 COMPRESSIONS = (0.05, 0.10, 0.15)
 MODES = ("uniaxial z", "uniaxial x", "hydrostatic")
+KNOWN_MODES = ("uniaxial x", "uniaxial y", "uniaxial z", "hydrostatic")
 STEPS = (0, 8)
 
 
 def deformation(mode: str, compression: float) -> np.ndarray:
     """The deformation gradient that shrinks the volume by ``compression``."""
+    if mode not in KNOWN_MODES:
+        raise ValueError(f"unknown strain mode {mode!r}; choose from {KNOWN_MODES}")
     if not 0 <= compression < 1:
         raise ValueError(f"compression must be in [0, 1), got {compression}")
     if mode == "hydrostatic":
         return np.eye(3) * (1.0 - compression) ** (1.0 / 3.0)
-    if mode.startswith("uniaxial "):
-        axis = "xyz".index(mode.split()[1])
-        F = np.eye(3)
-        F[axis, axis] -= compression
-        return F
-    raise ValueError(f"unknown strain mode {mode!r}; choose from {MODES}")
+    axis = "xyz".index(mode.split()[1])
+    F = np.eye(3)
+    F[axis, axis] -= compression
+    return F
 
 
 def strained(atoms, F: np.ndarray):
