@@ -30,6 +30,7 @@ __all__ = [
     "ideal_supercell",
     "make_supercell",
     "random_strain",
+    "lattice_directions",
 ]
 
 #: Noise scale relative to the fcc nearest-neighbour distance (≈0.36 Å at 15 Å^3/atom).
@@ -124,6 +125,7 @@ def random_strain(
     shear_std: float = 0.03,
     p_uniaxial: float = 0.3,
     uniaxial_range: tuple[float, float] = (-0.15, 0.05),
+    directions: np.ndarray | None = None,
 ) -> np.ndarray:
     """Random symmetric deformation gradient F = s (I + e_sym [+ u n n^T]).
 
@@ -132,15 +134,32 @@ def random_strain(
     rigid rotation is mixed in (the model is rotation invariant anyway).
     With probability ``p_uniaxial`` a uniaxial strain ``u ~ U(uniaxial_range)``
     along a random unit vector ``n`` is added: shocked crystals are compressed
-    uniaxially by up to ~15 % and must keep their label.
+    uniaxially by up to ~15 % and must keep their label. ``directions`` (rows), when
+    given, are the axes ``n`` is drawn from instead of the whole sphere.
     """
     e = rng.normal(0.0, shear_std, size=(3, 3))
     deformation = np.eye(3) + 0.5 * (e + e.T)
     if rng.random() < p_uniaxial:
-        n = rng.normal(size=3)
+        if directions is None:
+            n = rng.normal(size=3)
+        else:
+            n = np.asarray(directions[rng.integers(len(directions))], dtype=float)
         n /= np.linalg.norm(n)
         deformation += rng.uniform(*uniaxial_range) * np.outer(n, n)
     return rng.uniform(*scale_range) * deformation
+
+
+def lattice_directions(cell) -> np.ndarray:
+    """The cell's low-index directions as rows: a_i, a_i +- a_j, a_1 +- a_2 +- a_3.
+
+    For a cubic supercell of a cubic lattice these are <100>, <110> and <111>.
+    """
+    a = np.asarray(cell, dtype=float)
+    a = a / np.linalg.norm(a, axis=1)[:, None]
+    rows = [a[0], a[1], a[2], a[0] + a[1], a[0] - a[1], a[0] + a[2], a[0] - a[2],
+            a[1] + a[2], a[1] - a[2], a[0] + a[1] + a[2], a[0] + a[1] - a[2],
+            a[0] - a[1] + a[2], -a[0] + a[1] + a[2]]
+    return np.array(rows)
 
 
 def apply_strain(atoms: Atoms, F: np.ndarray) -> Atoms:
@@ -210,6 +229,7 @@ class SyntheticSampler:
         narrow_shear: Sequence[str] = (),
         narrow_shear_std: float = 0.015,
         phase_weights: Mapping[str, float] | None = None,
+        p_lattice_axis: float = 0.0,
     ) -> None:
         self.labels = tuple(PROTOTYPE_LABELS if labels is None else labels)
         if not self.labels:
@@ -227,6 +247,13 @@ class SyntheticSampler:
         self.shear_std = float(shear_std)
         self.p_uniaxial = float(p_uniaxial)
         self.uniaxial_range = tuple(uniaxial_range)
+        # Shocks in MD run along low-index directions, where a compressed cubic crystal is
+        # tetragonal (FCC compressed along a cube axis is not bct In, which is stretched);
+        # a random axis lands near one too rarely to teach that.
+        if not 0.0 <= p_lattice_axis <= 1.0:
+            raise ValueError(f"p_lattice_axis must be a probability in [0, 1], got "
+                             f"{p_lattice_axis!r}")
+        self.p_lattice_axis = float(p_lattice_axis)
         # Prototypes that are a uniaxial strain away from another one (bct In is FCC
         # stretched 7.6 % along a cube axis) would be relabelled by that strain: they get
         # no uniaxial augmentation, or the two classes overlap and the model merges them.
@@ -278,7 +305,11 @@ class SyntheticSampler:
             label = self.labels[rng.choice(len(self.labels), p=self.label_probabilities)]
         p_uniaxial = 0.0 if label in self.uniaxial_exempt else self.p_uniaxial
         shear_std = self.narrow_shear_std if label in self.narrow_shear else self.shear_std
-        F = random_strain(rng, self.scale_range, shear_std, p_uniaxial, self.uniaxial_range)
+        directions = None
+        if self.p_lattice_axis and rng.random() < self.p_lattice_axis:
+            directions = lattice_directions(self.ideal(label).cell)
+        F = random_strain(rng, self.scale_range, shear_std, p_uniaxial, self.uniaxial_range,
+                          directions)
         strained = apply_strain(self.ideal(label), F)
         clean = strained.positions.copy()
         sigma = float(rng.uniform(0.0, self.sigma_max))

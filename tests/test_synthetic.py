@@ -12,6 +12,7 @@ from lpfm_insitu.synthetic import (
     ideal_supercell,
     make_supercell,
     random_strain,
+    lattice_directions,
 )
 
 
@@ -89,6 +90,40 @@ def test_uniaxial_component_keeps_two_axes_and_compresses_one():
     stretch = np.array(stretch)
     assert stretch.min() >= 0.85 - 1e-12 and stretch.max() <= 1.05 + 1e-12
     assert stretch.min() < 0.87  # shock-level compression does occur
+
+
+def test_lattice_directions_of_a_cubic_cell_are_100_110_111():
+    directions = lattice_directions(np.eye(3) * 7.0)
+    unit = directions / np.linalg.norm(directions, axis=1)[:, None]
+    families = sorted(np.round(np.sort(np.abs(u))[::-1] * np.sqrt((u != 0).sum()), 6).tolist()
+                      for u in unit)
+    assert families.count([1.0, 0.0, 0.0]) == 3
+    assert families.count([1.0, 1.0, 0.0]) == 6
+    assert families.count([1.0, 1.0, 1.0]) == 4
+
+
+def test_lattice_axis_compression_runs_along_a_lattice_direction():
+    sampler = SyntheticSampler(["A_cF4_225_a", "A_hP2_194_c"], target_atoms=100,
+                               scale_range=(1, 1), shear_std=0.0, p_uniaxial=1.0,
+                               p_lattice_axis=1.0, seed=7)
+    for _ in range(40):
+        sample = sampler.sample_one()
+        ideal = sampler.ideal(sample.label)
+        F = np.linalg.solve(ideal.cell[:], sample.atoms.cell[:]).T
+        values, vectors = np.linalg.eigh(F)
+        axis = vectors[:, np.argmin(values)]
+        if np.isclose(values.min(), 1.0):
+            continue  # u drawn at 0
+        directions = lattice_directions(ideal.cell)
+        directions /= np.linalg.norm(directions, axis=1)[:, None]
+        assert np.max(np.abs(directions @ axis)) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
+def test_lattice_axis_probability_is_checked(bad):
+    with pytest.raises(ValueError, match=f"p_lattice_axis must be a probability in \\[0, 1\\], "
+                                         f"got {bad}"):
+        SyntheticSampler(["A_cF4_225_a"], p_lattice_axis=bad)
 
 
 def test_uniaxial_probability():
