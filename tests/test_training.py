@@ -87,3 +87,24 @@ def test_config_phase_weights_and_strain_reach_the_sampler(tmp_path):
     assert trainer.sampler.shear_std == 0.05
     with pytest.raises(ValueError, match="unknown strain setting.*shear_sd"):
         Trainer(_config(tmp_path, strain={"shear_sd": 0.1}), progress=False)
+
+
+def test_every_committed_training_config_builds_its_trainer(tmp_path):
+    """The shipped models' configs and the experiments' are ones ``lpfm train`` accepts."""
+    from pathlib import Path
+
+    from lpfm_insitu.training import Trainer, TrainingConfig
+
+    root = Path(__file__).resolve().parent.parent
+    paths = sorted([*root.glob("lpfm_insitu/models/*.yaml"),
+                    *root.glob("training/experiments/*.yaml")])
+    assert len(paths) >= 8
+    threads = torch.get_num_threads()
+    try:
+        for path in paths:
+            config = TrainingConfig.from_file(path)
+            config.output = str(tmp_path / "unused.safetensors")
+            trainer = Trainer(config)  # validates strain settings, phase weights, backbone
+            assert trainer.sampler.labels == tuple(trainer.spec.phases), path
+    finally:
+        torch.set_num_threads(threads)  # a config's thread count is not the suite's
