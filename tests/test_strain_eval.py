@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lpfm_insitu.evaluation.strain_eval import (MODES, crystal_under_compression, deformation,
-                                                strained)
+from lpfm_insitu.evaluation.strain_eval import MODES, crystal_under_compression, deformation
+from lpfm_insitu.synthetic import apply_strain
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -22,7 +22,7 @@ def test_uniaxial_compression_shortens_one_axis_only():
     from ase.build import bulk
 
     atoms = bulk("Cu", "fcc", a=3.615, cubic=True)
-    squeezed = strained(atoms, deformation("uniaxial x", 0.1))
+    squeezed = apply_strain(atoms, deformation("uniaxial x", 0.1))
     assert np.allclose(squeezed.cell.lengths(), atoms.cell.lengths() * [0.9, 1, 1])
     assert np.allclose(squeezed.get_scaled_positions(), atoms.get_scaled_positions())
 

@@ -379,7 +379,7 @@ def _strain(s) -> list[str]:
     for name, e in s["systems"].items():
         base = e["unstrained"]
         rows.append([name, "none", f"{pct(base['0']['labelled'])} / {pct(base['8']['labelled'])}"
-                     f" / {pct(base['ptm_nocut'])}"] + [""] * (len(compressions) - 1) + [""])
+                     f" / {pct(base['ptm_nocut'])}"] + [""] * len(compressions))
         for mode in s["modes"]:
             cells = [f"{pct(r['0']['labelled'])} / {pct(r['8']['labelled'])} / "
                      f"{pct(r['ptm_nocut'])}"

@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from ..synthetic import apply_strain
 from .baselines import ptm_labels
 from .md_snapshots import DEFAULT_CACHE, snapshots
 from .md_templates import SYSTEMS
@@ -39,12 +40,6 @@ def deformation(mode: str, compression: float) -> np.ndarray:
     F = np.eye(3)
     F[axis, axis] -= compression
     return F
-
-
-def strained(atoms, F: np.ndarray):
-    out = atoms.copy()
-    out.set_cell(np.asarray(atoms.cell) @ F.T, scale_atoms=True)
-    return out
 
 
 def _scores(model, atoms, true_label, nn_distance, diamond) -> dict:
@@ -81,7 +76,7 @@ def crystal_under_compression(model, atoms, true_label: str, diamond: bool = Fal
              "strained": {}}
     for mode in modes:
         entry["strained"][mode] = {
-            f"{c:g}": _scores(model, strained(atoms, deformation(mode, c)), true_label,
+            f"{c:g}": _scores(model, apply_strain(atoms, deformation(mode, c)), true_label,
                               nn_distance, diamond)
             for c in compressions}
     return entry
