@@ -49,8 +49,11 @@ def test_compressed_fcc_scores_and_report(tmp_path):
     model = load_model("fast")
     atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat(5)
     atoms.positions += np.random.default_rng(0).normal(0, 0.05, atoms.positions.shape)
+    candidates = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_hP3_191_ad")
     entry = crystal_under_compression(model, atoms, "A_cF4_225_a", compressions=(0.05,),
-                                      modes=("hydrostatic", "uniaxial z"))
+                                      modes=("hydrostatic", "uniaxial z"),
+                                      candidates=candidates)
+    entry["candidates"] = list(candidates)
     assert entry["unstrained"]["0"]["labelled"] == 1.0
     assert entry["unstrained"]["ptm_nocut"] == 1.0
     # PTM matches templates up to scale: a hydrostatic compression changes nothing for it
@@ -62,6 +65,11 @@ def test_compressed_fcc_scores_and_report(tmp_path):
         for step in ("0", "8"):
             wrong = sum(f for _, f in scores[step]["wrong_labels"])
             assert wrong <= 1.0 - scores[step]["labelled"] + 1e-9
+    # over four candidates nothing but a wrong crystal or unknown can take an atom away
+    assert entry["unstrained"]["candidates"] == {"0": 1.0, "8": 1.0}
+    for scores in (hydro, entry["strained"]["uniaxial z"]["0.05"]):
+        assert set(scores["candidates"]) == {"0", "8"}
+        assert all(0.0 <= v <= 1.0 for v in scores["candidates"].values())
     section = {"compressions": [0.05], "modes": ["hydrostatic", "uniaxial z"], "steps": [0, 8],
                "systems": {"Cu_test": entry}}
     text = "\n".join(_strain(section))
@@ -72,3 +80,14 @@ def test_compressed_fcc_scores_and_report(tmp_path):
     worst = entry["strained"]["uniaxial z"]["0.05"]
     assert row[2] == (f"5%: {100 * worst['0']['labelled']:.1f} % (Cu_test, uniaxial z) / "
                       f"{100 * worst['8']['labelled']:.1f} % (Cu_test, uniaxial z)")
+    (row,) = [r for r in targets({"strain": section}) if r[0].startswith("same over the fam")]
+    assert row[2] == (f"5%: {100 * worst['candidates']['0']:.1f} % (Cu_test, uniaxial z) / "
+                      f"{100 * worst['candidates']['8']:.1f} % (Cu_test, uniaxial z)")
+    assert "| Cu_test | fcc, bcc, hcp, omega | none | 100.0 / 100.0 |" in text
+    cells = entry["strained"]["uniaxial z"]["0.05"]["candidates"]
+    assert f"| Cu_test |  | uniaxial z | {100 * cells['0']:.1f} / {100 * cells['8']:.1f} |" in text
+    # a report written before the restricted run renders without that table or row
+    for scores in [entry["unstrained"]] + [entry["strained"][m]["0.05"] for m in section["modes"]]:
+        del scores["candidates"]
+    assert "Restricted candidates" not in "\n".join(_strain(section))
+    assert not [r for r in targets({"strain": section}) if r[0].startswith("same over the fam")]
