@@ -53,7 +53,7 @@ def test_compressed_fcc_scores_and_report(tmp_path):
     entry = crystal_under_compression(model, atoms, "A_cF4_225_a", compressions=(0.05,),
                                       modes=("hydrostatic", "uniaxial z"),
                                       candidates=candidates)
-    entry["candidates"] = list(candidates)
+    assert entry["candidates"] == list(candidates)
     assert entry["unstrained"]["0"]["labelled"] == 1.0
     assert entry["unstrained"]["ptm_nocut"] == 1.0
     # PTM matches templates up to scale: a hydrostatic compression changes nothing for it
@@ -65,7 +65,7 @@ def test_compressed_fcc_scores_and_report(tmp_path):
         for step in ("0", "8"):
             wrong = sum(f for _, f in scores[step]["wrong_labels"])
             assert wrong <= 1.0 - scores[step]["labelled"] + 1e-9
-    # over four candidates nothing but a wrong crystal or unknown can take an atom away
+    # the restricted run is scored at the same steps, as fractions of the crystal's atoms
     assert entry["unstrained"]["candidates"] == {"0": 1.0, "8": 1.0}
     for scores in (hydro, entry["strained"]["uniaxial z"]["0.05"]):
         assert set(scores["candidates"]) == {"0", "8"}

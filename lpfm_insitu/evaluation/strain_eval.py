@@ -86,6 +86,8 @@ def crystal_under_compression(model, atoms, true_label: str, diamond: bool = Fal
     entry = {"n_atoms": len(atoms), "true_label": true_label, "nn_distance": nn_distance,
              "unstrained": _scores(model, atoms, true_label, nn_distance, diamond, candidates),
              "strained": {}}
+    if candidates is not None:
+        entry["candidates"] = list(candidates)
     for mode in modes:
         entry["strained"][mode] = {
             f"{c:g}": _scores(model, apply_strain(atoms, deformation(mode, c)), true_label,
@@ -106,7 +108,6 @@ def run_strain(model, cache=DEFAULT_CACHE, n_ranks: int = 2, systems=SYSTEMS,
         t0 = time.time()
         entry = crystal_under_compression(model, frames[0], system.true_label, system.diamond,
                                           compressions, modes, system.candidates)
-        entry["candidates"] = list(system.candidates)
         entry["wall_s"] = time.time() - t0
         section["systems"][system.name] = entry
         log(f"  {system.name}: {entry['n_atoms']} atoms, {entry['wall_s']:.0f} s")
