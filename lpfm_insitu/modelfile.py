@@ -25,7 +25,10 @@ from .model import LPFMNetwork, ModelSpec, build_network, mace_architecture
 FORMAT_NAME = "lpfm-model"
 FORMAT_VERSION = 1
 SHIPPED_MODELS_PACKAGE = "lpfm_insitu.models"
-DEFAULT_MODEL = "default"
+#: the shipped model that ``load_model()`` and the tools use when none is named; the name
+#: "default" always means this one, so inputs and scripts need not change when it does
+DEFAULT_MODEL = "balanced"
+DEFAULT_ALIAS = "default"
 
 
 class ModelFileError(ValueError):
@@ -69,7 +72,7 @@ def read_header(path: str | Path) -> dict[str, str]:
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(
             f"{str(path)!r} is not an LPFM model file (not a readable safetensors file: {exc}); "
-            "make one with 'lpfm train' or use the shipped model 'default'") from exc
+            f"make one with 'lpfm train' or use the shipped model {DEFAULT_MODEL!r}") from exc
     if header.get("format") != FORMAT_NAME:
         raise ModelFileError(
             f"{str(path)!r} is a safetensors file but not an LPFM model (format "
@@ -87,15 +90,17 @@ def read_header(path: str | Path) -> dict[str, str]:
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A shipped model's name ('default') or a file path."""
+    """A shipped model's name ('balanced', or 'default' for the default) or a file path."""
     candidate = Path(name_or_path)
     if candidate.suffix or candidate.exists() or "/" in str(name_or_path):
         return candidate
+    if str(name_or_path) == DEFAULT_ALIAS:
+        name_or_path = DEFAULT_MODEL
     shipped = resources.files(SHIPPED_MODELS_PACKAGE) / f"{name_or_path}.safetensors"
     if not shipped.is_file():
         raise ModelFileError(
-            f"no shipped model named {str(name_or_path)!r}; shipped models: {shipped_models()}; "
-            "or give the path of a model file")
+            f"no shipped model named {str(name_or_path)!r}; shipped models: {shipped_models()} "
+            f"({DEFAULT_ALIAS!r} is {DEFAULT_MODEL!r}); or give the path of a model file")
     return Path(str(shipped))
 
 
@@ -103,6 +108,15 @@ def shipped_models() -> list[str]:
     folder = resources.files(SHIPPED_MODELS_PACKAGE)
     return sorted(p.name[: -len(".safetensors")] for p in folder.iterdir()
                   if p.name.endswith(".safetensors"))
+
+
+def _shipped_name(path: Path) -> str | None:
+    folder = Path(str(resources.files(SHIPPED_MODELS_PACKAGE)))
+    try:
+        same_folder = path.resolve().parent == folder.resolve()
+    except OSError:
+        return None
+    return path.stem if same_folder and path.suffix == ".safetensors" else None
 
 
 def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str = "cpu",
@@ -128,6 +142,12 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str = "cpu",
     except RuntimeError as exc:
         raise ModelFileError(f"{str(path)!r}: weights do not fit the architecture: {exc}") from exc
     metadata = json.loads(header.get("metadata", "{}"))
+    shipped_name = _shipped_name(path)
+    if shipped_name is not None and metadata.get("name") != shipped_name:
+        # a shipped model is known by its file name (what users type, what track.h5 and
+        # reports should record), not by the run name it was trained under
+        metadata["trained_as"] = metadata.get("name")
+        metadata["name"] = shipped_name
     metadata.update(path=str(path), training=json.loads(header.get("training", "{}")),
                     package_version=header.get("package_version"))
     return PhaseModel(network, spec.phases,

@@ -113,6 +113,16 @@ def test_missing_and_unknown_names(tmp_path):
         load_model("nonexistent")
 
 
+def test_the_name_default_and_no_name_load_the_default_model():
+    from lpfm_insitu.modelfile import DEFAULT_MODEL, resolve_model_path, shipped_models
+
+    assert DEFAULT_MODEL in shipped_models() and "default" not in shipped_models()
+    assert resolve_model_path("default") == resolve_model_path(DEFAULT_MODEL)
+    assert load_model().metadata["name"] == load_model("default").metadata["name"] == DEFAULT_MODEL
+    # every shipped file names itself in its header (track.h5 and reports record that name)
+    assert all(load_model(name).metadata["name"] == name for name in shipped_models())
+
+
 def test_frozen_mace_file_backbone_round_trip(tmp_path):
     torch.manual_seed(2)
     mace = _small_mace_mp_like()
