@@ -230,6 +230,8 @@ class SyntheticSampler:
         narrow_shear_std: float = 0.015,
         phase_weights: Mapping[str, float] | None = None,
         p_lattice_axis: float = 0.0,
+        low_noise_fraction: float = 0.0,
+        low_noise_sigma_max: float = 0.06,
     ) -> None:
         self.labels = tuple(PROTOTYPE_LABELS if labels is None else labels)
         if not self.labels:
@@ -254,6 +256,16 @@ class SyntheticSampler:
             raise ValueError(f"p_lattice_axis must be a probability in [0, 1], got "
                              f"{p_lattice_axis!r}")
         self.p_lattice_axis = float(p_lattice_axis)
+        # sigma ~ U(0, sigma_max) leaves few nearly clean structures, yet denoising ends on
+        # clean ones: FCC compressed along a cube axis and bct In differ clearly only there
+        if not 0.0 <= low_noise_fraction <= 1.0:
+            raise ValueError(f"low_noise_fraction must be a probability in [0, 1], got "
+                             f"{low_noise_fraction!r}")
+        if low_noise_fraction and not 0.0 < low_noise_sigma_max <= self.sigma_max:
+            raise ValueError(f"low_noise_sigma_max must be in (0, sigma_max = "
+                             f"{self.sigma_max:g}], got {low_noise_sigma_max!r}")
+        self.low_noise_fraction = float(low_noise_fraction)
+        self.low_noise_sigma_max = float(low_noise_sigma_max)
         # Prototypes that are a uniaxial strain away from another one (bct In is FCC
         # stretched 7.6 % along a cube axis) would be relabelled by that strain: they get
         # no uniaxial augmentation, or the two classes overlap and the model merges them.
@@ -312,7 +324,11 @@ class SyntheticSampler:
                           directions)
         strained = apply_strain(self.ideal(label), F)
         clean = strained.positions.copy()
-        sigma = float(rng.uniform(0.0, self.sigma_max))
+        sigma_max = self.sigma_max
+        # no extra draw when off, so the random stream of earlier configs is unchanged
+        if self.low_noise_fraction and rng.random() < self.low_noise_fraction:
+            sigma_max = self.low_noise_sigma_max
+        sigma = float(rng.uniform(0.0, sigma_max))
         noisy, eps = add_noise(clean, sigma, rng)
         strained.positions = noisy
         strained.pbc = True
@@ -336,4 +352,5 @@ class SyntheticSampler:
 #: The sampler's elastic-augmentation keywords (a training config's ``strain`` section):
 #: every constructor argument but those the config sets elsewhere.
 STRAIN_SETTINGS = frozenset(inspect.signature(SyntheticSampler).parameters) - {
-    "labels", "atomic_volume", "target_atoms", "sigma_max", "seed", "phase_weights"}
+    "labels", "atomic_volume", "target_atoms", "sigma_max", "seed", "phase_weights",
+    "low_noise_fraction", "low_noise_sigma_max"}

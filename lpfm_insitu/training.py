@@ -37,6 +37,9 @@ class TrainingConfig:
     score_weight: float = 0.1  # lambda
     target_atoms: int = 120
     sigma_max: float = 0.36  # Å at the reference density
+    # share of structures with sigma ~ U(0, low_noise_sigma_max) instead of U(0, sigma_max)
+    low_noise_fraction: float = 0.0
+    low_noise_sigma_max: float = 0.06  # Å at the reference density
     # elastic augmentation, passed to SyntheticSampler (its defaults when empty); the
     # keywords it takes: synthetic.STRAIN_SETTINGS
     strain: dict[str, Any] = field(default_factory=dict)
@@ -129,7 +132,10 @@ class Trainer:
                 strain[key] = tuple(strain[key])
         self.sampler = SyntheticSampler(labels=list(phases), target_atoms=config.target_atoms,
                                         sigma_max=config.sigma_max, seed=config.seed,
-                                        phase_weights=config.phase_weights, **strain)
+                                        phase_weights=config.phase_weights,
+                                        low_noise_fraction=config.low_noise_fraction,
+                                        low_noise_sigma_max=config.low_noise_sigma_max,
+                                        **strain)
         params = [p for p in self.network.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate,
                                            weight_decay=config.weight_decay)

@@ -250,6 +250,29 @@ def test_unweighted_sampler_keeps_the_uniform_random_stream():
     assert first == subset[np.random.default_rng(11).integers(3)]
 
 
+def test_low_noise_fraction_draws_that_share_of_nearly_clean_structures():
+    sampler = SyntheticSampler(["A_cF4_225_a"], target_atoms=20, sigma_max=0.36,
+                               low_noise_fraction=0.5, low_noise_sigma_max=0.06, seed=3)
+    sigmas = np.array([sampler.sample_one().sigma for _ in range(800)])
+    # half from U(0, 0.06), half from U(0, 0.36): P(sigma < 0.06) = 0.5 + 0.5 / 6
+    assert np.mean(sigmas < 0.06) == pytest.approx(0.5 + 0.5 / 6, abs=0.06)
+    assert sigmas.max() > 0.3
+    plain = SyntheticSampler(["A_cF4_225_a"], target_atoms=20, sigma_max=0.36, seed=3)
+    assert np.mean([plain.sample_one().sigma < 0.06 for _ in range(800)]) < 0.25
+
+
+def test_low_noise_settings_are_checked_and_off_keeps_the_random_stream():
+    with pytest.raises(ValueError, match="low_noise_fraction must be a probability.*got 2"):
+        SyntheticSampler(["A_cF4_225_a"], low_noise_fraction=2)
+    with pytest.raises(ValueError, match="low_noise_sigma_max must be in .*got 0.5"):
+        SyntheticSampler(["A_cF4_225_a"], sigma_max=0.3, low_noise_fraction=0.2,
+                         low_noise_sigma_max=0.5)
+    a = SyntheticSampler(["A_cF4_225_a"], target_atoms=20, seed=5).sample_one()
+    b = SyntheticSampler(["A_cF4_225_a"], target_atoms=20, seed=5,
+                         low_noise_fraction=0.0).sample_one()
+    assert a.sigma == b.sigma and np.array_equal(a.atoms.positions, b.atoms.positions)
+
+
 @pytest.mark.parametrize("weights, error, match", [
     ({"A_cF4_225_a": 0.0}, ValueError, "A_cF4_225_a.*positive"),
     ({"A_cF4_225_a": float("nan")}, ValueError, "positive"),
