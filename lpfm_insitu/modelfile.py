@@ -167,6 +167,22 @@ def _compare_keys(network: LPFMNetwork, state: dict[str, torch.Tensor]):
     return sorted(expected - set(state)), sorted(set(state) - expected)
 
 
+def download_mace_mp(name: str) -> Path:
+    """A MACE-MP foundation model file by release name ('small', 'medium', 'medium-mpa-0',
+    ...), from mace-torch's cache or downloaded by mace-torch (needs network)."""
+    from mace.calculators.foundations_models import download_mace_mp_checkpoint, mace_mp_names
+
+    names = [n for n in mace_mp_names if n]
+    if name not in names:
+        raise ModelFileError(f"unknown MACE-MP release {name!r}; mace-torch knows {names}")
+    try:
+        return Path(download_mace_mp_checkpoint(name))
+    except Exception as exc:  # urllib, HTTP and file errors alike: say what to do instead
+        raise ModelFileError(
+            f"could not get the MACE-MP model {name!r} through mace-torch ({exc}); download "
+            "it on a machine with network access and give the file as backbone.mace_file") from exc
+
+
 def spec_for_mace_file(mace_path: str | Path, phases, *, element: int | None = None,
                        decoder: dict | None = None) -> tuple[ModelSpec, torch.nn.Module]:
     """The paper's backbone: a frozen MACE model from a local file as featurizer.

@@ -27,6 +27,7 @@ from .modelfile import save_model
 class TrainingConfig:
     output: str = "lpfm_model.safetensors"
     phases: list[str] | None = None  # default: every prototype of the library
+    # compact MACE settings, or the paper's frozen featurizer: mace_file / mace_mp, element
     backbone: dict[str, Any] = field(default_factory=dict)
     decoder: dict[str, Any] = field(default_factory=dict)
     steps: int = 2000
@@ -107,6 +108,30 @@ def training_losses(network, samples, score_weight: float):
     return ce, sm, logits
 
 
+#: ``backbone`` keys that select the paper's path: a frozen MACE model (e.g. MACE-MP) as
+#: featurizer under a new trainable decoder, instead of a compact MACE trained end to end
+FROZEN_BACKBONE_KEYS = frozenset({"mace_file", "mace_mp", "element"})
+
+
+def _spec_and_network(config: TrainingConfig, phases: tuple[str, ...]):
+    backbone = dict(config.backbone)
+    if not FROZEN_BACKBONE_KEYS & set(backbone):
+        spec = ModelSpec(phases=phases, backbone=backbone, decoder=config.decoder)
+        return spec, build_network(spec)
+    from .modelfile import download_mace_mp, spec_for_mace_file
+
+    other = sorted(set(backbone) - FROZEN_BACKBONE_KEYS)
+    if other or ("mace_file" in backbone) == ("mace_mp" in backbone):
+        raise ValueError(
+            f"a frozen MACE backbone takes exactly one of 'mace_file' (a local MACE model file) "
+            f"or 'mace_mp' (a MACE-MP release name, downloaded by mace-torch) and optionally "
+            f"'element' (atomic number whose embedding is used); got {sorted(backbone)}")
+    path = backbone.get("mace_file") or download_mace_mp(backbone["mace_mp"])
+    spec, featurizer = spec_for_mace_file(path, phases, element=backbone.get("element"),
+                                          decoder=config.decoder)
+    return spec, build_network(spec, mace=featurizer)
+
+
 class Trainer:
     def __init__(self, config: TrainingConfig, progress: bool = True,
                  checkpoint_path: str | Path | None = None):
@@ -118,9 +143,8 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         phases = tuple(config.phases or PROTOTYPE_LABELS)
-        self.spec = ModelSpec(phases=phases, backbone=config.backbone, decoder=config.decoder)
         torch.manual_seed(config.seed)
-        self.network = build_network(self.spec)
+        self.spec, self.network = _spec_and_network(config, phases)
         self.label_map = np.array([phases.index(p) if p in phases else -1
                                    for p in PROTOTYPE_LABELS])
         strain = dict(config.strain)

@@ -16,6 +16,30 @@ MPI_SCRIPTS = Path(__file__).resolve().parent / "mpi_scripts"
 
 
 @pytest.fixture
+def small_mace_file(tmp_path):
+    """A small two-element ScaleShiftMACE (MACE-MP's class, vector channels, Z = 1 and 29)
+    saved in MACE's own file format (a pickled module, as MACE-MP ships): the paper's
+    frozen-featurizer path without a download."""
+    import numpy as np
+    import torch
+    from e3nn import o3
+    from mace import modules
+
+    torch.manual_seed(2)
+    mace = modules.ScaleShiftMACE(
+        r_max=4.5, num_bessel=6, num_polynomial_cutoff=5, max_ell=2,
+        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        interaction_cls_first=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+        num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps("8x0e+8x1o"),
+        MLP_irreps=o3.Irreps("8x0e"), atomic_energies=np.zeros(2), avg_num_neighbors=12.0,
+        atomic_numbers=[1, 29], correlation=2, gate=torch.nn.functional.silu,
+        atomic_inter_scale=1.0, atomic_inter_shift=0.0)
+    path = tmp_path / "mace.model"
+    torch.save(mace, path)
+    return path
+
+
+@pytest.fixture
 def run_lmp():
     """Run a LAMMPS input under mpirun; fail the test with LAMMPS' output on error."""
 

@@ -23,21 +23,6 @@ def _atoms():
     return atoms
 
 
-def _small_mace_mp_like():
-    """A two-element ScaleShiftMACE (MACE-MP's class) with vector channels, made locally."""
-    from e3nn import o3
-    from mace import modules
-
-    return modules.ScaleShiftMACE(
-        r_max=4.5, num_bessel=6, num_polynomial_cutoff=5, max_ell=2,
-        interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
-        interaction_cls_first=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
-        num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps("8x0e+8x1o"),
-        MLP_irreps=o3.Irreps("8x0e"), atomic_energies=np.zeros(2), avg_num_neighbors=12.0,
-        atomic_numbers=[1, 29], correlation=2, gate=torch.nn.functional.silu,
-        atomic_inter_scale=1.0, atomic_inter_shift=0.0)
-
-
 @pytest.fixture
 def saved(tmp_path):
     torch.manual_seed(1)
@@ -123,12 +108,8 @@ def test_the_name_default_and_no_name_load_the_default_model():
     assert all(load_model(name).metadata["name"] == name for name in shipped_models())
 
 
-def test_frozen_mace_file_backbone_round_trip(tmp_path):
-    torch.manual_seed(2)
-    mace = _small_mace_mp_like()
-    # a MACE model file in MACE's own format: a pickled module, as MACE-MP ships
-    mace_path = tmp_path / "mace.model"
-    torch.save(mace, mace_path)
+def test_frozen_mace_file_backbone_round_trip(tmp_path, small_mace_file):
+    mace_path = small_mace_file
     spec, featurizer = spec_for_mace_file(mace_path, PHASES, element=29)
     assert spec.element_index == 1
     network = build_network(spec, mace=featurizer)

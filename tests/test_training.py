@@ -48,6 +48,59 @@ def test_a_tiny_training_run_lowers_both_losses(tmp_path):
     assert model.metadata["training"]["steps_done"] == 40
 
 
+def test_the_papers_frozen_mace_backbone_trains_its_decoder_only(tmp_path, small_mace_file):
+    """Backbone (b): a MACE model file as a frozen featurizer; `lpfm train` fits the new
+    decoder, leaves every MACE weight as it was, and the written model reloads from the
+    safetensors file alone (the MACE file is not needed, nothing is unpickled)."""
+    torch.set_num_threads(1)
+    config = _config(tmp_path, backbone={"mace_file": str(small_mace_file), "element": 29},
+                     steps=30, score_weight=1.0, learning_rate=2e-2)
+    trainer = Trainer(config, progress=False)
+    assert trainer.spec.backbone_kind == "mace_file"
+    mace_before = {k: v.clone() for k, v in trainer.network.mace.state_dict().items()}
+    decoder_before = {k: v.clone() for k, v in trainer.network.decoder.state_dict().items()}
+    fixed = trainer.batch(0) + trainer.batch(1)
+    trainer.batch = lambda step: fixed
+    ce0, _ = _losses(trainer, fixed)
+    trainer.train()
+    ce1, _ = _losses(trainer, fixed)
+    assert ce1 < 0.95 * ce0, (ce0, ce1)
+    for name, value in trainer.network.mace.state_dict().items():
+        assert torch.equal(value, mace_before[name]), name
+    assert any(not torch.equal(v, decoder_before[k])
+               for k, v in trainer.network.decoder.state_dict().items())
+    path = trainer.finish()
+    small_mace_file.unlink()
+    model = load_model(path)
+    batch_atoms = fixed[0].atoms
+    np.testing.assert_allclose(model.classify_atoms(batch_atoms).logits,
+                               trainer.phase_model().classify_atoms(batch_atoms).logits,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone, match", [
+    ({"mace_file": "a.model", "mace_mp": "small"}, "exactly one of 'mace_file'"),
+    ({"element": 29}, "exactly one of 'mace_file'"),
+    ({"mace_file": "a.model", "channels": 8}, r"got \['channels', 'mace_file'\]"),
+    ({"mace_mp": "no-such-release"}, "unknown MACE-MP release 'no-such-release'"),
+])
+def test_a_frozen_backbone_setting_that_cannot_work_is_refused(tmp_path, backbone, match):
+    with pytest.raises(ValueError, match=match):
+        Trainer(_config(tmp_path, backbone=backbone), progress=False)
+
+
+def test_a_mace_mp_download_that_fails_says_what_to_do(tmp_path, monkeypatch):
+    import mace.calculators.foundations_models as foundations
+
+    def offline(name):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(foundations, "download_mace_mp_checkpoint", offline)
+    with pytest.raises(ValueError, match="could not get the MACE-MP model 'small'.*Network is "
+                                         "unreachable.*give the file as backbone.mace_file"):
+        Trainer(_config(tmp_path, backbone={"mace_mp": "small", "element": 29}), progress=False)
+
+
 def test_resumed_training_equals_uninterrupted_training(tmp_path):
     torch.set_num_threads(1)
     straight = Trainer(_config(tmp_path / "a", steps=6, checkpoint_every=3), progress=False)
