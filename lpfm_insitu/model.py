@@ -76,6 +76,12 @@ class DecoderConfig:
     # initialisation. MACE's angular invariants start ~1e-5 the size of the radial ones,
     # and those small ones are what tells FCC from HCP.
     standardize: bool = False
+    # Three local shape invariants beside MACE's features (``shape_invariants``): a
+    # correlation-2 MACE sees a tetragonal distortion mostly through terms even in it, so
+    # it cannot tell FCC compressed along a cube axis from bct In (FCC stretched); the
+    # Lode-angle cosine of the neighbour second moment is -1 for one, +1 for the other.
+    shape_invariants: bool = False
+    shape_cutoff: tuple[float, float] = (3.05, 3.55)  # smooth first-shell weight, model units
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "DecoderConfig":
@@ -84,7 +90,47 @@ class DecoderConfig:
             values["hidden"] = tuple(values["hidden"])
         if "standardize" in values:
             values["standardize"] = bool(values["standardize"])
+        if "shape_cutoff" in values:
+            values["shape_cutoff"] = tuple(float(r) for r in values["shape_cutoff"])
         return cls(**values)
+
+
+#: J2 below this (a ~3% distortion) damps the Lode cosine, whose direction noise decides
+SHAPE_J2_FLOOR = 1e-3
+
+
+def shape_invariants(vectors: torch.Tensor, lengths: torch.Tensor, receiver: torch.Tensor,
+                     sender: torch.Tensor, n_atoms: int,
+                     cutoff: tuple[float, float]) -> torch.Tensor:
+    """Per atom: sqrt(J2), the Lode cosine and their product, of the deviatoric part of the
+    first-shell second moment of bond directions averaged once over the first shell.
+
+    Smooth in the positions (cosine weight between the two radii), rotation invariant,
+    and odd in a uniaxial distortion through the cosine: -1 compressed, +1 stretched.
+    """
+    with torch.autocast(device_type=vectors.device.type, enabled=False):
+        dtype = torch.promote_types(vectors.dtype, torch.float32)  # half -> fp32, fp64 stays
+        vectors, lengths = vectors.to(dtype), lengths.to(dtype).squeeze(-1)
+        r_on, r_off = cutoff
+        x = ((lengths - r_on) / (r_off - r_on)).clamp(0.0, 1.0)
+        weight = 0.5 * (1.0 + torch.cos(torch.pi * x))
+        unit = vectors / lengths.clamp_min(1e-9)[:, None]
+        outer = (weight[:, None, None] * unit[:, :, None] * unit[:, None, :]).reshape(-1, 9)
+        total = torch.zeros(n_atoms, dtype=dtype, device=vectors.device).index_add_(
+            0, receiver, weight)
+        moment = torch.zeros(n_atoms, 9, dtype=dtype, device=vectors.device).index_add_(
+            0, receiver, outer)
+        moment = moment / total.clamp_min(1e-9)[:, None]
+        # one average over the first shell, as a second message-passing layer would see it
+        summed = torch.zeros_like(moment).index_add_(0, receiver,
+                                                     weight[:, None] * moment[sender])
+        moment = ((moment + summed) / (1.0 + total)[:, None]).reshape(-1, 3, 3)
+        eye = torch.eye(3, dtype=dtype, device=vectors.device)
+        dev = moment - moment.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None] / 3.0 * eye
+        j2 = 0.5 * (dev * dev).sum(dim=(1, 2))
+        cosine = 1.5 * 3.0 ** 0.5 * torch.linalg.det(dev) / (j2 + SHAPE_J2_FLOOR) ** 1.5
+        magnitude = torch.sqrt(j2 + 1e-12)
+        return torch.stack([magnitude, cosine, magnitude * cosine], dim=-1)
 
 
 def build_compact_mace(config: BackboneConfig) -> torch.nn.Module:
@@ -186,8 +232,9 @@ class LPFMNetwork(torch.nn.Module):
         super().__init__()
         self.mace = mace
         self.register_buffer("feature_mask", scalar_feature_mask(mace), persistent=False)
-        self.decoder = PhaseDecoder(int(self.feature_mask.sum()), n_phases, decoder.hidden,
-                                    decoder.standardize)
+        self.shape_cutoff = decoder.shape_cutoff if decoder.shape_invariants else None
+        n_features = int(self.feature_mask.sum()) + (3 if self.shape_cutoff else 0)
+        self.decoder = PhaseDecoder(n_features, n_phases, decoder.hidden, decoder.standardize)
         self.n_elements = len(mace.atomic_numbers)
         self.element_index = element_index
         self.freeze_backbone = freeze_backbone
@@ -240,6 +287,10 @@ class LPFMNetwork(torch.nn.Module):
         edge_attrs = mace.spherical_harmonics(vectors)
         edge_feats, cutoff = mace.radial_embedding(lengths, node_attrs, edge_index,
                                                    mace.atomic_numbers)
+        shape = None
+        if self.shape_cutoff is not None:
+            shape = shape_invariants(vectors, lengths, receiver, sender, n_atoms,
+                                     self.shape_cutoff)
         collected = []
         for i, (interaction, product) in enumerate(zip(mace.interactions, mace.products)):
             if prune and i > 0:
@@ -254,7 +305,11 @@ class LPFMNetwork(torch.nn.Module):
             )
             node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs)
             collected.append(node_feats[:n_owned] if n_owned is not None else node_feats)
-        return torch.cat(collected, dim=-1)[:, self.feature_mask]
+        features = torch.cat(collected, dim=-1)[:, self.feature_mask]
+        if shape is not None:
+            own = shape[:n_owned] if n_owned is not None else shape
+            features = torch.cat([features, own.to(features.dtype)], dim=-1)
+        return features
 
     def forward(self, positions: torch.Tensor, edge_index: torch.Tensor,
                 shifts: torch.Tensor, n_owned: int | None = None) -> torch.Tensor:

@@ -24,6 +24,19 @@ def small_model():
     return PhaseModel(build_network(spec), PHASES)
 
 
+@pytest.fixture(scope="module")
+def shape_model():
+    """As small_model, with the decoder's shape invariants (randomly weighted, not zero)."""
+    torch.manual_seed(0)
+    spec = ModelSpec(phases=PHASES, backbone=SMALL, decoder={"shape_invariants": True})
+    return PhaseModel(build_network(spec), PHASES)
+
+
+@pytest.fixture(params=["small_model", "shape_model"])
+def each_model(request):
+    return request.getfixturevalue(request.param)
+
+
 def _rattled_fcc(seed=0, repeat=3, sigma=0.1):
     atoms = bulk("Cu", "fcc", a=(4 * 15.0) ** (1 / 3), cubic=True).repeat(repeat)
     atoms.positions += np.random.default_rng(seed).normal(0, sigma, atoms.positions.shape)
@@ -37,11 +50,11 @@ def _log_density(network, positions, graph):
     return torch.logsumexp(logits, dim=1).sum(), pos
 
 
-def test_score_is_the_gradient_of_log_density(small_model):
-    network = small_model.network.double()
+def test_score_is_the_gradient_of_log_density(each_model):
+    network = each_model.network.double()
     try:
         atoms = _rattled_fcc(repeat=2)
-        graph = periodic_graph(atoms.positions, atoms.cell, True, small_model.cutoff)
+        graph = periodic_graph(atoms.positions, atoms.cell, True, each_model.cutoff)
         log_p, pos = _log_density(network, atoms.positions, graph)
         (score,) = torch.autograd.grad(log_p, pos)
         h = 1e-5
@@ -58,15 +71,15 @@ def test_score_is_the_gradient_of_log_density(small_model):
         network.float()
 
 
-def test_logits_invariant_and_score_equivariant_under_rotation_and_translation(small_model):
+def test_logits_invariant_and_score_equivariant_under_rotation_and_translation(each_model):
     atoms = _rattled_fcc()
-    ref = small_model.classify_atoms(atoms, denoise_steps=1)
+    ref = each_model.classify_atoms(atoms, denoise_steps=1)
     rotation = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(3),
                                            dtype=torch.float64))[0].numpy()
     moved = atoms.copy()
     moved.set_cell(atoms.cell @ rotation.T, scale_atoms=False)
     moved.positions = atoms.positions @ rotation.T + np.array([0.7, -1.3, 2.1])
-    out = small_model.classify_atoms(moved, denoise_steps=1)
+    out = each_model.classify_atoms(moved, denoise_steps=1)
     np.testing.assert_allclose(out.logits, ref.logits, atol=2e-4)
     # one denoising step moves atoms along the score: it must rotate with the crystal
     np.testing.assert_allclose(out.displacement, ref.displacement @ rotation.T, atol=2e-5)
@@ -120,6 +133,39 @@ def test_subdomain_with_ghost_images_matches_periodic_cell(small_model, max_atom
                                                            averaging_radius):
     with averaging(small_model, averaging_radius):
         _check_subdomain_matches_periodic_cell(small_model, max_atoms_per_chunk)
+
+
+def test_shape_invariants_on_a_subdomain_with_ghosts_match_the_periodic_cell(shape_model):
+    _check_subdomain_matches_periodic_cell(shape_model, None)
+
+
+def test_shape_invariants_tell_the_sign_of_a_tetragonal_distortion():
+    """Negative cosine for FCC compressed along a cube axis, positive stretched; ~0
+    magnitude for ideal FCC and HCP, whose first-shell second moments are isotropic."""
+    from lpfm_insitu.model import shape_invariants
+
+    def invariants(atoms):
+        graph = periodic_graph(atoms.positions, atoms.cell, True, 3.6)
+        sender, receiver = (torch.as_tensor(graph.edge_index[0]),
+                            torch.as_tensor(graph.edge_index[1]))
+        pos = torch.tensor(atoms.positions, dtype=torch.float32)
+        vectors = pos[receiver] - pos[sender] + torch.tensor(graph.shifts, dtype=torch.float32)
+        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
+        return shape_invariants(vectors, lengths, receiver, sender, len(atoms),
+                                (3.05, 3.55)).numpy()
+
+    a = (4 * 15.0) ** (1 / 3)
+    fcc = bulk("Cu", "fcc", a=a, cubic=True).repeat(3)
+    for axis_scale, sign in ((0.92, -1.0), (1.06, 1.0)):
+        strained = fcc.copy()
+        strained.set_cell(fcc.cell[:] @ np.diag([1.0, 1.0, axis_scale]), scale_atoms=True)
+        magnitude, cosine, _ = invariants(strained).T
+        assert magnitude.min() > 0.01  # ideal lattices: < 1e-3 (below)
+        # damped below a ~3% distortion (SHAPE_J2_FLOOR), never of the wrong sign
+        assert (sign * cosine).min() > 0.1, cosine
+    for ideal in (fcc, bulk("Mg", "hcp", a=a / 2 ** 0.5, c=a / 2 ** 0.5 * (8 / 3) ** 0.5)
+                  .repeat((4, 4, 3))):
+        assert np.abs(invariants(ideal)[:, 0]).max() < 1e-3
 
 
 def _check_subdomain_matches_periodic_cell(small_model, max_atoms_per_chunk):
