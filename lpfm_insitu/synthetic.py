@@ -205,6 +205,12 @@ class Sample:
     label: str = ""
 
 
+def _probability(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
 class SyntheticSampler:
     """Class-balanced (or ``phase_weights``-weighted), seeded generator of strained and
     noised prototype supercells.
@@ -252,19 +258,14 @@ class SyntheticSampler:
         # Shocks in MD run along low-index directions, where a compressed cubic crystal is
         # tetragonal (FCC compressed along a cube axis is not bct In, which is stretched);
         # a random axis lands near one too rarely to teach that.
-        if not 0.0 <= p_lattice_axis <= 1.0:
-            raise ValueError(f"p_lattice_axis must be a probability in [0, 1], got "
-                             f"{p_lattice_axis!r}")
-        self.p_lattice_axis = float(p_lattice_axis)
+        self.p_lattice_axis = _probability("p_lattice_axis", p_lattice_axis)
         # sigma ~ U(0, sigma_max) leaves few nearly clean structures, yet denoising ends on
         # clean ones: FCC compressed along a cube axis and bct In differ clearly only there
-        if not 0.0 <= low_noise_fraction <= 1.0:
-            raise ValueError(f"low_noise_fraction must be a probability in [0, 1], got "
-                             f"{low_noise_fraction!r}")
+        low_noise_fraction = _probability("low_noise_fraction", low_noise_fraction)
         if low_noise_fraction and not 0.0 < low_noise_sigma_max <= self.sigma_max:
             raise ValueError(f"low_noise_sigma_max must be in (0, sigma_max = "
                              f"{self.sigma_max:g}], got {low_noise_sigma_max!r}")
-        self.low_noise_fraction = float(low_noise_fraction)
+        self.low_noise_fraction = low_noise_fraction
         self.low_noise_sigma_max = float(low_noise_sigma_max)
         # Prototypes that are a uniaxial strain away from another one (bct In is FCC
         # stretched 7.6 % along a cube axis) would be relabelled by that strain: they get
