@@ -162,22 +162,49 @@ def _choose_strength(model, hot, synthetic, strengths, common, hot_target, when,
     return scores, max(scores, key=lambda s: (s["worst_hot_crystal"], s["synthetic"]))
 
 
+def ideal_structures(model, target_atoms: int = 120):
+    """Every phase of ``model`` as an ideal supercell: denoising must leave these alone."""
+    from .synthetic import ideal_supercell
+
+    return [(label, ideal_supercell(label, REFERENCE_ATOMIC_VOLUME, target_atoms))
+            for label in model.phases]
+
+
+def _choose_step(scores, hot_target: float, ideal_target: float) -> dict:
+    """The best validation accuracy among the step sizes that keep every ideal crystal
+    (and, with hot crystals, label each of them to ``hot_target``); the hot crystals
+    come first when no step size does both, the ideal ones next."""
+    hot_ok = [s for s in scores if s.get("worst_hot_crystal", 1.0) >= hot_target]
+    both = [s for s in hot_ok if s["worst_ideal_crystal"] >= ideal_target]
+    if both:
+        return max(both, key=lambda s: s["accuracy"])
+    if hot_ok:
+        return max(hot_ok, key=lambda s: (s["worst_ideal_crystal"], s["accuracy"]))
+    return max(scores, key=lambda s: (s.get("worst_hot_crystal", 1.0),
+                                      s["worst_ideal_crystal"], s["accuracy"]))
+
+
 def tune_step_size(model, grid=STEP_SIZE_GRID, denoise_steps: int = 8, structures=None,
                    hot_crystals=None, steps=(1, 2, 4, 8), strengths=PRIOR_STRENGTHS,
-                   common=COMMON_PHASES, hot_target: float = 0.995, log=print) -> dict:
+                   common=COMMON_PHASES, hot_target: float = 0.995, ideal=None,
+                   ideal_target: float = 0.995, log=print) -> dict:
     """Pick the (step_size, max_step) with the best validation accuracy after the steps.
 
-    Without ``hot_crystals`` the model's prior is kept and validation accuracy alone
-    decides. With them, a prior strength is chosen for each run length in ``steps`` as
+    Without ``hot_crystals`` the model's prior is kept and validation accuracy decides.
+    With them, a prior strength is chosen for each run length in ``steps`` as
     :func:`tune_phase_prior` chooses the undenoised one (hot crystals first), and the
-    step size is the one whose ``denoise_steps``-step prior labels every hot crystal to
-    ``hot_target`` with the best validation accuracy (else the best worst crystal). A
-    step too short leaves a near-melting FCC crystal half-denoised, and FCC then reads
-    as bct In; too long, and a low-symmetry crystal (alpha-U) is walked into another.
-    Sets the step size (and the per-step priors) on ``model`` and returns every
-    candidate's figures.
+    step size must let the ``denoise_steps``-step prior label every hot crystal to
+    ``hot_target``. Either way the step size must also leave every ideal crystal
+    (``ideal``, default :func:`ideal_structures`) labelled right on ``ideal_target`` of
+    its atoms: a step too long walks a lattice with a free internal coordinate (A7
+    alpha-As, alpha-U) into a neighbouring one even from its ideal sites, while a step
+    too short leaves a near-melting FCC crystal half-denoised, reading as bct In.
+    Among the step sizes that pass, the best validation accuracy wins (see
+    :func:`_choose_step` when none passes). Sets the step size (and the per-step priors)
+    on ``model`` and returns every candidate's figures.
     """
     structures = structures or validation_structures(model)
+    ideal = ideal or ideal_structures(model)
     phases = list(model.phases)
     steps = tuple(k for k in steps if 0 < k <= denoise_steps)
     if hot_crystals is not None:
@@ -204,38 +231,40 @@ def tune_step_size(model, grid=STEP_SIZE_GRID, denoise_steps: int = 8, structure
         for step_size, max_step in grid:
             model.step_size, model.max_step = step_size, max_step
             synthetic = histories(structures)
+            ideal_runs = at(histories(ideal), denoise_steps)
             score = {"step_size": step_size, "max_step": max_step}
             if hot_crystals is None:
                 score["accuracy"] = float(np.mean(
                     _accuracies(at(synthetic, denoise_steps), fixed_shift)))
+                score["worst_ideal_crystal"] = min(_accuracies(ideal_runs, fixed_shift))
             else:
                 hot = histories(hot_crystals)
                 chosen = {k: _choose_strength(model, at(hot, k), at(synthetic, k), strengths,
                                               common, hot_target, f"{k} steps",
                                               lambda *_: None)[1] for k in steps}
                 final = chosen[denoise_steps]
+                final_shift = model.log_prior_vector(
+                    prior_of_strength(phases, final["strength"], common))
                 score.update(accuracy=final["synthetic"],
                              worst_hot_crystal=final["worst_hot_crystal"],
+                             worst_ideal_crystal=min(_accuracies(ideal_runs, final_shift)),
                              prior_strengths={str(k): c["strength"] for k, c in chosen.items()})
             scores.append(score)
             log(f"  step size {step_size:g} Å^2, cap {max_step:g} Å: validation accuracy after "
-                f"{denoise_steps} steps {100 * score['accuracy']:.2f}%"
+                f"{denoise_steps} steps {100 * score['accuracy']:.2f}%, worst ideal crystal "
+                f"{100 * score['worst_ideal_crystal']:.1f}%"
                 + ("" if hot_crystals is None else
                    f", worst hot crystal {100 * score['worst_hot_crystal']:.2f}% (prior "
                    f"strengths by steps {score['prior_strengths']})"))
     finally:
         model.log_prior, model.step_log_priors = base_prior, base_step_priors
-    if hot_crystals is None:
-        best = max(scores, key=lambda s: s["accuracy"])
-    else:
-        eligible = [s for s in scores if s["worst_hot_crystal"] >= hot_target]
-        best = (max(eligible, key=lambda s: s["accuracy"]) if eligible else
-                max(scores, key=lambda s: (s["worst_hot_crystal"], s["accuracy"])))
+    best = _choose_step(scores, hot_target, ideal_target)
+    if hot_crystals is not None:
         model.step_log_priors = {int(k): prior_of_strength(phases, strength, common)
                                  for k, strength in best["prior_strengths"].items()}
     model.step_size, model.max_step = best["step_size"], best["max_step"]
     return {"candidates": scores, "chosen": best, "denoise_steps": denoise_steps,
-            "n_structures": len(structures),
+            "n_structures": len(structures), "n_ideal_crystals": len(ideal),
             "n_hot_crystals": 0 if hot_crystals is None else len(hot_crystals)}
 
 

@@ -244,6 +244,10 @@ class LPFMNetwork(torch.nn.Module):
             if isinstance(module, SymmetricContraction):
                 keep_in_fp32(module)
         fuse_first_convolutions(self.mace)
+        # the first layer sums raw neighbour geometry (radial x harmonics) over ~40 edges per
+        # atom; a thermal distortion is a small difference of such sums, which bf16's 8-bit
+        # mantissa rounds away (measured: 0.3% of hot BCC Fe relabelled, 0.05% with this)
+        keep_in_fp32(self.mace.interactions[0])
         if decoder.standardize:
             # standardising divides by each feature's spread, which can be 1e-3 of its
             # value: in bf16 (3 significant digits) that would be rounding noise
@@ -308,7 +312,10 @@ class LPFMNetwork(torch.nn.Module):
         features = torch.cat(collected, dim=-1)[:, self.feature_mask]
         if shape is not None:
             own = shape[:n_owned] if n_owned is not None else shape
-            features = torch.cat([features, own.to(features.dtype)], dim=-1)
+            # promote, never round: the Lode cosine decides the sign of a distortion, and
+            # in bf16 its third digit is gone (the decoder standardises in fp32 anyway)
+            dtype = torch.promote_types(features.dtype, own.dtype)
+            features = torch.cat([features.to(dtype), own.to(dtype)], dim=-1)
         return features
 
     def forward(self, positions: torch.Tensor, edge_index: torch.Tensor,

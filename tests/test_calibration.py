@@ -9,7 +9,7 @@ from ase.build import bulk
 
 from lpfm_insitu.calibration import (disordered_packing, prior_of_strength,
                                      step_thresholds_on_liquid, step_thresholds_on_liquids,
-                                     tune_phase_prior,
+                                     _choose_step, ideal_structures, tune_phase_prior,
                                      tune_step_size, validation_structures)
 from lpfm_insitu.cli import main
 from lpfm_insitu.constants import UNKNOWN_PHASE
@@ -47,11 +47,38 @@ def test_liquid_thresholds_reject_the_requested_fraction_at_every_step(tiny_mode
 
 def test_step_size_tuning_keeps_the_best_candidate(tiny_model):
     structures = validation_structures(tiny_model, sigmas=(0.1,), target_atoms=30)
+    ideal = ideal_structures(tiny_model, target_atoms=30)
     record = tune_step_size(tiny_model, grid=((0.001, 0.01), (0.05, 0.3)), denoise_steps=2,
-                            structures=structures, log=lambda *_: None)
-    best = max(record["candidates"], key=lambda c: c["accuracy"])
+                            structures=structures, ideal=ideal, log=lambda *_: None)
+    scores = record["candidates"]
+    for score in scores:
+        assert 0.0 <= score["worst_ideal_crystal"] <= 1.0
+    keeping = [c for c in scores if c["worst_ideal_crystal"] >= 0.995]
+    best = (max(keeping, key=lambda c: c["accuracy"]) if keeping else
+            max(scores, key=lambda c: (c["worst_ideal_crystal"], c["accuracy"])))
+    assert record["chosen"] == best
     assert (tiny_model.step_size, tiny_model.max_step) == (best["step_size"], best["max_step"])
-    assert len(record["candidates"]) == 2 and record["n_structures"] == len(PHASES)
+    assert len(scores) == 2 and record["n_structures"] == len(PHASES)
+    assert record["n_ideal_crystals"] == len(PHASES)
+
+
+def _score(accuracy, ideal, hot=None):
+    score = {"accuracy": accuracy, "worst_ideal_crystal": ideal}
+    return score if hot is None else {**score, "worst_hot_crystal": hot}
+
+
+def test_step_choice_refuses_a_step_that_walks_an_ideal_crystal_away():
+    # the most accurate step size relabels an ideal crystal: the runner-up is chosen
+    walks = _score(0.99, 0.0, hot=1.0)
+    keeps = _score(0.98, 1.0, hot=1.0)
+    assert _choose_step([walks, keeps], 0.995, 0.995) is keeps
+    # hot crystals come first, then the ideal ones, then validation accuracy
+    cold = _score(0.99, 1.0, hot=0.9)
+    assert _choose_step([cold, walks], 0.995, 0.995) is walks
+    assert _choose_step([_score(0.9, 0.5, hot=0.9), _score(0.8, 0.6, hot=0.9)],
+                        0.995, 0.995)["accuracy"] == 0.8
+    # without hot crystals the ideal ones decide first
+    assert _choose_step([_score(0.99, 0.2), _score(0.5, 1.0)], 0.995, 0.995)["accuracy"] == 0.5
 
 
 def _hot_crystals_and_structures(model, seed):
@@ -74,15 +101,14 @@ def test_step_size_tuning_with_hot_crystals_chooses_a_prior_per_run_length(tiny_
         record = tune_step_size(tiny_model, grid=((0.001, 0.01), (0.05, 0.3)),
                                 denoise_steps=2, structures=structures, hot_crystals=hot,
                                 steps=(1, 2), strengths=(0.0, 50.0), common=common,
+                                ideal=ideal_structures(tiny_model, target_atoms=30),
                                 log=lambda *_: None)
         scores = record["candidates"]
         assert len(scores) == 2 and record["n_hot_crystals"] == 2
         for score in scores:
             assert set(score["prior_strengths"]) == {"1", "2"}
             assert 0.0 <= score["worst_hot_crystal"] <= 1.0
-        eligible = [s for s in scores if s["worst_hot_crystal"] >= 0.995]
-        best = (max(eligible, key=lambda s: s["accuracy"]) if eligible else
-                max(scores, key=lambda s: (s["worst_hot_crystal"], s["accuracy"])))
+        best = _choose_step(scores, 0.995, 0.995)
         assert record["chosen"] == best
         assert (tiny_model.step_size, tiny_model.max_step) == (best["step_size"],
                                                                best["max_step"])

@@ -274,6 +274,21 @@ def test_bf16_on_cpu_runs_and_agrees_roughly(small_model):
     assert np.corrcoef(fp32.logits.ravel(), bf16.logits.ravel())[0, 1] > 0.99
 
 
+def test_bf16_keeps_the_first_layer_in_fp32(small_model):
+    # the first layer's neighbour sums carry thermal distortions as small differences:
+    # in bf16 they were rounded away and 0.3% of a hot BCC crystal changed label
+    first = small_model.network.mace.interactions[0]
+    seen = []
+    hook = first.register_forward_hook(lambda module, args, out: seen.append(out[0].dtype))
+    small_model.to("cpu", "bf16")
+    try:
+        small_model.classify_atoms(_rattled_fcc())
+    finally:
+        small_model.to("cpu", "fp32")
+        hook.remove()
+    assert seen == [torch.float32]
+
+
 def test_candidates_restrict_labels(small_model):
     atoms = _rattled_fcc()
     result = small_model.classify_atoms(atoms, candidates=["A_cI2_229_a"])
