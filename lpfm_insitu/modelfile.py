@@ -27,7 +27,7 @@ FORMAT_VERSION = 1
 SHIPPED_MODELS_PACKAGE = "lpfm_insitu.models"
 #: the shipped model that ``load_model()`` and the tools use when none is named; the name
 #: "default" always means this one, so inputs and scripts need not change when it does
-DEFAULT_MODEL = "balanced"
+DEFAULT_MODEL = "shape_aware"
 DEFAULT_ALIAS = "default"
 
 
@@ -90,7 +90,7 @@ def read_header(path: str | Path) -> dict[str, str]:
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A shipped model's name ('balanced', or 'default' for the default) or a file path."""
+    """A shipped model's name ('shape_aware', or 'default' for the default) or a file path."""
     candidate = Path(name_or_path)
     if candidate.suffix or candidate.exists() or "/" in str(name_or_path):
         return candidate

@@ -64,7 +64,8 @@ def test_doctor_on_this_installation_finds_the_real_stack(capsys):
     assert "[ok] LAMMPS PYTHON package" in out
     assert "[ok] mpi4py vs LAMMPS MPI" in out and "same library as LAMMPS" in out
     assert "[ok] mace-torch" in out and "[ok] e3nn" in out
-    assert "[ok] model 'balanced'" in out and "[ok] model 'lenient'" in out
+    assert "[ok] model 'shape_aware'" in out and "[ok] model 'balanced'" in out
+    assert "[ok] model 'lenient'" in out
     assert code == 0
 
 

@@ -1,8 +1,9 @@
 """bf16 inference for the comparison with fp32.
 
 ``PhaseModel.to(device, "bf16")`` runs the network under ``torch.autocast``; the model
-keeps the parts that cannot take bf16 in fp32 itself (MACE's symmetric contraction, a
-standardising decoder), so the comparison is the model's own bf16 path.
+keeps the parts that cannot take bf16 in fp32 itself (the first interaction layer, MACE's
+symmetric contractions, a standardising decoder), so the comparison is the model's own bf16
+path.
 """
 
 from __future__ import annotations
@@ -12,6 +13,6 @@ def bf16_call(model, fn):
     """``fn(model)`` with ``model`` in bf16, then back to fp32. -> (out, mode, error)."""
     model.to(model.device, "bf16")
     try:
-        return fn(model), "autocast (symmetric contraction and decoder in fp32)", None
+        return fn(model), "autocast (first interaction, symmetric contractions and decoder in fp32)", None
     finally:
         model.to(model.device, "fp32")
