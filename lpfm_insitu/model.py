@@ -248,10 +248,15 @@ class LPFMNetwork(torch.nn.Module):
         # atom; a thermal distortion is a small difference of such sums, which bf16's 8-bit
         # mantissa rounds away (measured: 0.3% of hot BCC Fe relabelled, 0.05% with this)
         keep_in_fp32(self.mace.interactions[0])
+        #: what runs in fp32 under half-precision autocast, for reports of the bf16 path
+        self.fp32_parts = ["first interaction", "symmetric contractions"]
+        if self.shape_cutoff is not None:
+            self.fp32_parts.append("shape invariants")
         if decoder.standardize:
             # standardising divides by each feature's spread, which can be 1e-3 of its
             # value: in bf16 (3 significant digits) that would be rounding noise
             keep_in_fp32(self.decoder)
+            self.fp32_parts.append("decoder")
         if freeze_backbone:
             for p in self.mace.parameters():
                 p.requires_grad_(False)

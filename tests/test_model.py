@@ -289,6 +289,17 @@ def test_bf16_keeps_the_first_layer_in_fp32(small_model):
     assert seen == [torch.float32]
 
 
+def test_bf16_report_names_what_each_network_keeps_in_fp32(small_model, shape_model):
+    from lpfm_insitu.evaluation.precision import bf16_call
+
+    plain = bf16_call(small_model, lambda m: None)[1]
+    shaped = bf16_call(shape_model, lambda m: None)[1]
+    assert "first interaction" in plain and "first interaction" in shaped
+    # neither small network standardises its decoder, so neither keeps it in fp32
+    assert "decoder" not in plain and "decoder" not in shaped
+    assert "shape invariants" in shaped and "shape invariants" not in plain
+
+
 def test_candidates_restrict_labels(small_model):
     atoms = _rattled_fcc()
     result = small_model.classify_atoms(atoms, candidates=["A_cI2_229_a"])
