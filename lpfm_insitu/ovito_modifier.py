@@ -10,9 +10,15 @@ In a Python script (``pip install ovito``)::
     data = pipeline.compute()
     data.particles["lpfm_phase"]  # a typed property: data.particles["lpfm_phase"].types
 
-In OVITO Pro, a "Python script" modifier whose code is
-``from lpfm_insitu.ovito_modifier import LPFMModifier`` (with this package importable by
-OVITO Pro's Python) shows the options below as parameters.
+OVITO Pro takes a class-based modifier defined in a "Python script" modifier's code
+editor; with this package importable by OVITO Pro's Python, that code can be::
+
+    from lpfm_insitu.ovito_modifier import LPFMModifier
+
+    class LPFM(LPFMModifier):
+        pass
+
+(Only the ``ovito`` module from PyPI is tested here, not the OVITO Pro application.)
 
 Each frame is converted with ``ovito.io.ase.ovito_to_ase`` (cell and periodicity kept)
 and classified by ``PhaseModel.classify_atoms``, so the answers are those of
