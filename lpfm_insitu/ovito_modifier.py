@@ -98,7 +98,7 @@ class LPFMModifier(ModifierInterface):
 
     model = Str("default", label="Model (shipped name or model file)")
     denoise_steps = Int(0, label="Denoising steps")
-    candidates = Any(None, label="Candidate phases (None: all)")
+    candidates = Any(None, label="Candidate phases (None or 'all': every phase)")
     ops = Any("all", label="Order parameters ('all', phases, or None)")
     nn_distance = Float(0.0, label="Nearest-neighbour distance (Å; 0: from the cell)")
     denoised_positions = Bool(False, label="Move atoms to their denoised positions")
@@ -110,9 +110,8 @@ class LPFMModifier(ModifierInterface):
 
     def modify(self, data: DataCollection, *, frame: int = 0, **kwargs) -> None:
         model = self._model()
-        candidates = self._phase_list("candidates", self.candidates, model.phases,
-                                      allow_all=False)
-        ops = self._phase_list("ops", self.ops, model.phases, allow_all=True)
+        candidates = self._phase_list("candidates", self.candidates, model.phases)
+        ops = self._phase_list("ops", self.ops, model.phases)
         steps = self._denoise_steps()
         if not self.nn_distance >= 0:
             raise ValueError(f"LPFMModifier: nn_distance={self.nn_distance!r} must be a length in "
@@ -143,15 +142,14 @@ class LPFMModifier(ModifierInterface):
         steps = self.denoise_steps
         if steps < 0:
             raise ValueError(f"LPFMModifier: denoise_steps={steps} must be >= 0 "
-                             "(0: classify as is; 8 is the models' calibrated maximum)")
+                             "(0: classify as is; the shipped models are calibrated for 1, 2, 4 and 8)")
         return int(steps)
 
     @staticmethod
-    def _phase_list(option: str, value, phases: Sequence[str], *, allow_all: bool):
-        if value is None:
-            return None
-        if allow_all and isinstance(value, str) and value == "all":
-            return list(phases)
+    def _phase_list(option: str, value, phases: Sequence[str]) -> list[str] | None:
+        """Model labels for an option given as "all", None, or phase names/labels."""
+        if value is None or (isinstance(value, str) and value == "all"):
+            return None if value is None else list(phases)
         names = [value] if isinstance(value, str) else list(value)
         try:
             labels = [phase_label(n, phases) for n in names]
@@ -180,7 +178,7 @@ class LPFMModifier(ModifierInterface):
             columns = [phases.index(p) for p in ops]
             particles.create_property(OP_PROPERTY, data=result.logits[:, columns],
                                       components=[common_name(p) for p in ops])
-        if result.denoise_steps_done > 0 or self.denoise_steps > 0:
+        if self.denoise_steps > 0:
             particles.create_property(DISPLACEMENT_PROPERTY, data=result.displacement,
                                       components=["X", "Y", "Z"])
             if self.denoised_positions:

@@ -62,8 +62,9 @@ def test_candidates_by_common_name_restrict_the_labels(model, hot_fcc):
 
 
 def test_phase_is_a_typed_property_with_named_coloured_types(model, hot_fcc):
-    data = pipeline_of(hot_fcc, LPFMModifier(ops=None)).compute()
+    data = pipeline_of(hot_fcc, LPFMModifier(ops=None, candidates="all")).compute()
     prop = data.particles["lpfm_phase"]
+    np.testing.assert_array_equal(prop, model.classify_atoms(hot_fcc).labels)
     names = {t.id: t.name for t in prop.types}
     assert names[-1] == "unknown"
     assert names[model.phases.index(FCC)] == "fcc"

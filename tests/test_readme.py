@@ -88,6 +88,8 @@ def test_readme_lammps_lines_run_with_tracking_under_the_readmes_launch(tmp_path
     with h5py.File(tmp_path / "track.h5", "r") as series:
         assert list(series["step"][:]) == list(range(100, 1001, 100))
     dump = (tmp_path / "lpfm.dump").read_text()
+    steps = [int(s) for s in re.findall(r"ITEM: TIMESTEP\n(\d+)", dump)]
+    assert steps == list(range(100, 1001, 100))  # no unclassified frame at step 0
     assert "i_lpfm_phase d_lpfm_conf d2_lpfm_op[1] d2_lpfm_op[2] d2_lpfm_op[3] d2_lpfm_op[4]" \
         in dump
 
