@@ -52,7 +52,7 @@ DISPLACEMENT_PROPERTY = "lpfm_displacement"
 UNKNOWN_NAME = "unknown"
 
 # The colours of OVITO's own structure identification (PTM, CNA) for the lattices they
-# share, so an LPFM pipeline reads like theirs; the other phases get tab20 colours.
+# share, so an LPFM pipeline reads like theirs; the rarer phases get tab20 colours.
 _STRUCTURE_COLOURS = {
     "A_cF4_225_a": (0.4, 1.0, 0.4),  # fcc
     "A_hP2_194_c": (1.0, 0.4, 0.4),  # hcp
@@ -60,6 +60,7 @@ _STRUCTURE_COLOURS = {
     "A_cF8_227_a": (0.075, 0.6, 0.6),  # cubic diamond
     "A_hP4_194_f": (1.0, 0.6, 0.0),  # hexagonal diamond
     "A_cP1_221_a": (0.95, 0.8, 0.2),  # simple cubic
+    "A_hP3_191_ad": (0.85, 0.35, 0.85),  # omega: no OVITO type; kept apart from bcc's blue
 }
 _UNKNOWN_COLOUR = (0.95, 0.95, 0.95)  # OVITO's "Other"
 
