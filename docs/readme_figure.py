@@ -29,7 +29,7 @@ SHOWN = 0.01
 LAYER = 0.6
 
 
-def draw(demo: Path, output: Path) -> None:
+def draw(demo: Path, output: Path) -> Figure:
     series = read_time_series(demo / "track.h5")
     phases = series["phases"][:-1]  # the model's phases; "unknown" is last
     colours = phase_colours(phases)
@@ -70,6 +70,7 @@ def draw(demo: Path, output: Path) -> None:
     right.legend(fontsize=8)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=110)
+    return fig
 
 
 def main() -> None:
