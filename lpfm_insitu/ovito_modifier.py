@@ -20,6 +20,14 @@ editor; with this package importable by OVITO Pro's Python, that code can be::
 
 (Only the ``ovito`` module from PyPI is tested here, not the OVITO Pro application.)
 
+Options (traits; keywords of the constructor, or attributes): ``model`` (a shipped name or a
+model file, default "default"), ``denoise_steps`` (0), ``candidates`` (None: all phases),
+``ops`` ("all", or phases, or None), ``nn_distance`` / ``atomic_volume`` (the length scale
+as ``configure`` takes it, needed for a box that is not periodic in all directions or holds
+vacuum; ``nn_distance`` is the FCC nearest-neighbour distance at the material's density,
+(sqrt(2) V)^(1/3)), ``denoised_positions`` (False), ``device`` ("cpu"). Phases are given by
+common name ("fcc", "omega", "beta-Sn") or AFLOW label.
+
 Each frame is converted with ``ovito.io.ase.ovito_to_ase`` (cell and periodicity kept)
 and classified by ``PhaseModel.classify_atoms``, so the answers are those of
 ``lpfm classify``. Output particle properties:
@@ -101,7 +109,8 @@ class LPFMModifier(ModifierInterface):
     denoise_steps = Int(0, label="Denoising steps")
     candidates = Any(None, label="Candidate phases (None or 'all': every phase)")
     ops = Any("all", label="Order parameters ('all', phases, or None)")
-    nn_distance = Float(0.0, label="Nearest-neighbour distance (Å; 0: from the cell)")
+    nn_distance = Float(0.0, label="FCC-equivalent nearest-neighbour distance (Å; 0: unset)")
+    atomic_volume = Float(0.0, label="Volume per atom (Å³; 0: unset)")
     denoised_positions = Bool(False, label="Move atoms to their denoised positions")
     device = Str("cpu", label="Torch device")
 
@@ -114,9 +123,7 @@ class LPFMModifier(ModifierInterface):
         candidates = self._phase_list("candidates", self.candidates, model.phases)
         ops = self._phase_list("ops", self.ops, model.phases)
         steps = self._denoise_steps()
-        if not self.nn_distance >= 0:
-            raise ValueError(f"LPFMModifier: nn_distance={self.nn_distance!r} must be a length in "
-                             "Å > 0, or 0 to read the density from the cell")
+        nn_distance = self._nn_distance()
         if self.denoised_positions and steps == 0:
             raise ValueError("LPFMModifier: denoised_positions=True moves atoms by the denoising "
                              "displacement, which is zero without denoising: set denoise_steps "
@@ -124,8 +131,7 @@ class LPFMModifier(ModifierInterface):
         if data.particles is None or data.particles.count == 0:
             raise ValueError("LPFMModifier: the pipeline's data holds no particles to classify")
         atoms = ovito_to_ase(data)
-        result = model.classify_atoms(atoms, denoise_steps=steps,
-                                      nn_distance=self.nn_distance or None,
+        result = model.classify_atoms(atoms, denoise_steps=steps, nn_distance=nn_distance,
                                       candidates=candidates)
         self._write(data, model.phases, result, ops)
 
@@ -145,6 +151,22 @@ class LPFMModifier(ModifierInterface):
             raise ValueError(f"LPFMModifier: denoise_steps={steps} must be >= 0 "
                              "(0: classify as is; the shipped models are calibrated for 1, 2, 4 and 8)")
         return int(steps)
+
+    def _nn_distance(self) -> float | None:
+        """The length scale as classify_atoms takes it; None: from the cell (periodic input)."""
+        for option in ("nn_distance", "atomic_volume"):
+            value = getattr(self, option)
+            if not value >= 0:
+                raise ValueError(f"LPFMModifier: {option}={value!r} must be > 0, or 0 to read "
+                                 "the density from the cell")
+        if self.nn_distance and self.atomic_volume:
+            raise ValueError("LPFMModifier: give nn_distance or atomic_volume, not both "
+                             "(both set the length scale)")
+        if self.atomic_volume:
+            from .inference import equivalent_nn_distance  # torch: only once a model runs
+
+            return equivalent_nn_distance(self.atomic_volume)
+        return self.nn_distance or None
 
     @staticmethod
     def _phase_list(option: str, value, phases: Sequence[str]) -> list[str] | None:

@@ -117,18 +117,26 @@ def test_function_interface_uses_the_default_model(model, hot_fcc):
     ({"candidates": ["hcp", "hcp"]}, "names a phase twice"),
     ({"model": "no_such_model"}, "no shipped model named 'no_such_model'"),
     ({"denoise_steps": -1}, "denoise_steps=-1 must be >= 0"),
-    ({"nn_distance": -2.5}, "nn_distance=-2.5 must be a length"),
+    ({"nn_distance": -2.5}, "nn_distance=-2.5 must be > 0"),
     ({"denoised_positions": True}, "set denoise_steps >= 1"),
+    ({"atomic_volume": -1.0}, "atomic_volume=-1.0 must be > 0"),
+    ({"atomic_volume": 11.8, "nn_distance": 2.55}, "give nn_distance or atomic_volume, not both"),
 ])
 def test_bad_option_names_the_problem(hot_fcc, options, message):
     with pytest.raises(Exception, match=message.replace("(", r"\(")):
         pipeline_of(hot_fcc, LPFMModifier(**options)).compute()
 
 
-def test_open_box_needs_nn_distance(hot_fcc):
+def test_open_box_needs_the_length_scale(model, hot_fcc):
     cluster = hot_fcc.copy()
     cluster.pbc = False
     with pytest.raises(ValueError, match="nearest-neighbour distance"):
         pipeline_of(cluster, LPFMModifier()).compute()
-    data = pipeline_of(cluster, LPFMModifier(nn_distance=3.615 / np.sqrt(2))).compute()
-    assert data.particles["lpfm_phase"].types[0].name == "unknown"
+    volume = hot_fcc.get_volume() / len(hot_fcc)
+    by_volume = pipeline_of(cluster, LPFMModifier(atomic_volume=volume)).compute()
+    # nn_distance is the FCC nearest-neighbour distance at the same density: same scale
+    by_distance = pipeline_of(cluster, LPFMModifier(nn_distance=3.615 / np.sqrt(2))).compute()
+    np.testing.assert_array_equal(by_volume.particles["lpfm_phase"],
+                                  by_distance.particles["lpfm_phase"])
+    np.testing.assert_array_equal(by_volume.particles["lpfm_phase"],
+                                  model.classify_atoms(cluster, nn_distance=3.615 / np.sqrt(2)).labels)
