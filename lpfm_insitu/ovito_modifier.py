@@ -149,7 +149,8 @@ class LPFMModifier(ModifierInterface):
         steps = self.denoise_steps
         if steps < 0:
             raise ValueError(f"LPFMModifier: denoise_steps={steps} must be >= 0 "
-                             "(0: classify as is; the shipped models are calibrated for 1, 2, 4 and 8)")
+                             "(0: classify as is; the shipped models are calibrated for 1, 2, 4 "
+                             "and 8)")
         return int(steps)
 
     def _nn_distance(self) -> float | None:

@@ -138,5 +138,5 @@ def test_open_box_needs_the_length_scale(model, hot_fcc):
     by_distance = pipeline_of(cluster, LPFMModifier(nn_distance=3.615 / np.sqrt(2))).compute()
     np.testing.assert_array_equal(by_volume.particles["lpfm_phase"],
                                   by_distance.particles["lpfm_phase"])
-    np.testing.assert_array_equal(by_volume.particles["lpfm_phase"],
-                                  model.classify_atoms(cluster, nn_distance=3.615 / np.sqrt(2)).labels)
+    expected = model.classify_atoms(cluster, nn_distance=3.615 / np.sqrt(2))
+    np.testing.assert_array_equal(by_volume.particles["lpfm_phase"], expected.labels)

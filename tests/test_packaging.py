@@ -41,4 +41,5 @@ def test_built_package_holds_every_model_file_training_configs_included(tmp_path
         check=True, capture_output=True, text=True, timeout=300)
     where, names = json.loads(listing.stdout.strip().splitlines()[-1])
     assert Path(where).is_relative_to(lib), f"imported {where}, not the built copy"
-    assert yaml_files <= set(names), f"not found by importlib.resources: {sorted(yaml_files - set(names))}"
+    missing = sorted(yaml_files - set(names))
+    assert not missing, f"not found by importlib.resources: {missing}"

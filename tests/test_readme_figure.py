@@ -16,7 +16,8 @@ PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_cF8_227_a")
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("readme_figure", REPO / "docs" / "readme_figure.py")
+    path = REPO / "docs" / "readme_figure.py"
+    spec = importlib.util.spec_from_file_location("readme_figure", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -30,7 +31,8 @@ def write_demo(folder: Path) -> None:
         series.record_trigger(200, 0.2, "appear:A_hP2_194_c>0.05", [])
     frames = []
     for step, labels in ((100, [1, 1, 1, 1]), (200, [1, 1, 2, -1])):
-        rows = "\n".join(f"{i + 1} 1 {1.4 * i:.3f} 5.0 {2.0 * i:.3f} {k}" for i, k in enumerate(labels))
+        rows = "\n".join(f"{i + 1} 1 {1.4 * i:.3f} 5.0 {2.0 * i:.3f} {k}"
+                         for i, k in enumerate(labels))
         frames.append(f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n4\n"
                       "ITEM: BOX BOUNDS pp pp ss\n0 10\n0 10\n0 10\n"
                       f"ITEM: ATOMS id type x y z i_lpfm_phase\n{rows}\n")
