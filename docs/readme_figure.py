@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from lpfm_insitu.constants import UNKNOWN_PHASE
-from lpfm_insitu.ovito_modifier import _UNKNOWN_COLOUR, common_name, phase_colours
+from lpfm_insitu.ovito_modifier import UNKNOWN_COLOUR, common_name, phase_colours
 from lpfm_insitu.timeseries import read_time_series
 
 #: A phase gets a line and a legend entry only if its fraction ever exceeds this.
@@ -40,7 +40,7 @@ def draw(demo: Path, output: Path) -> Figure:
     labels = frame.arrays["i_lpfm_phase"].astype(int).ravel()
     x, y, z = frame.positions.T
     layer = np.abs(y - np.median(y)) < LAYER
-    point_colours = np.array([_UNKNOWN_COLOUR if k == UNKNOWN_PHASE else colours[phases[k]]
+    point_colours = np.array([UNKNOWN_COLOUR if k == UNKNOWN_PHASE else colours[phases[k]]
                               for k in labels[layer]])
 
     fig = Figure(figsize=(11, 3.6), layout="constrained")
@@ -54,7 +54,7 @@ def draw(demo: Path, output: Path) -> Figure:
     (row,) = np.flatnonzero(series["step"] == frame.info["timestep"])
     left.set_title(f"labels written in situ at t = {time[row]:.1f} ps (one atomic layer)")
     left.legend(handles=[Patch(color=colours[phases[j]], label=common_name(phases[j]))
-                         for j in shown] + [Patch(color=_UNKNOWN_COLOUR, label="unknown")],
+                         for j in shown] + [Patch(color=UNKNOWN_COLOUR, label="unknown")],
                 loc="upper left", bbox_to_anchor=(0, -0.22), ncol=len(shown) + 1, frameon=False)
 
     for j in shown:

@@ -70,7 +70,7 @@ _STRUCTURE_COLOURS = {
     "A_cP1_221_a": (0.95, 0.8, 0.2),  # simple cubic
     "A_hP3_191_ad": (0.85, 0.35, 0.85),  # omega: no OVITO type; kept apart from bcc's blue
 }
-_UNKNOWN_COLOUR = (0.95, 0.95, 0.95)  # OVITO's "Other"
+UNKNOWN_COLOUR = (0.95, 0.95, 0.95)  # OVITO's "Other"
 
 
 def common_name(label: str) -> str:
@@ -193,7 +193,7 @@ class LPFMModifier(ModifierInterface):
                                            data=result.labels.astype(np.int64))
         colours = phase_colours(phases)
         labels.types.append(ElementType(id=UNKNOWN_PHASE, name=UNKNOWN_NAME,
-                                        color=_UNKNOWN_COLOUR))
+                                        color=UNKNOWN_COLOUR))
         for index, phase in enumerate(phases):
             labels.types.append(ElementType(id=index, name=common_name(phase),
                                             color=colours[phase]))
