@@ -384,14 +384,18 @@ class PhaseModel:
             raise ValueError(f"typical_distance must be a positive length, got "
                              f"{typical_distance}")
 
+        searched = {}
+
         def neighbours(cutoff):
-            graph = graph_of(positions, cutoff)
+            graph = searched[cutoff] = graph_of(positions, cutoff)
             sender, receiver = graph.edge_index
             return sender, receiver, positions[receiver] - positions[sender] + graph.shifts
 
-        return estimate_local_scale(positions, n_owned, neighbours, halo.forward,
-                                    SEARCH_REACH * float(typical_distance),
-                                    REFERENCE_ATOMIC_VOLUME)
+        scales = estimate_local_scale(positions, n_owned, neighbours, halo.forward,
+                                      SEARCH_REACH * float(typical_distance),
+                                      REFERENCE_ATOMIC_VOLUME)
+        ((scales.search_reach, scales.search_graph),) = searched.items()
+        return scales
 
     def _run(self, positions, scales: LocalScale, n_owned, graph_of, halo, denoise_steps,
              candidates, keep_history, max_atoms_per_chunk=None, tolerance=None) -> PhaseResult:
@@ -401,6 +405,7 @@ class PhaseModel:
         atom_scale = scales.scale
         own_scale = atom_scale[:n_owned, None]
         current = positions.copy()
+        graph_of = _reusing(scales, current, graph_of)
         history = []
         converged = False
         for step in range(denoise_steps + 1):
@@ -539,6 +544,21 @@ class PhaseModel:
             # layer at FCC's confidence, alpha-Hg after denoising)
             labels[scales.at_surface[:len(labels)]] = UNKNOWN_PHASE
         return labels, confidence, probability
+
+
+def _reusing(scales: LocalScale, positions: np.ndarray, graph_of):
+    """``graph_of`` that cuts the local scale's own neighbour search down, where that
+    search was of these very positions and reached far enough (the first pass of a run)."""
+    search = getattr(scales, "search_graph", None)
+    if search is None:
+        return graph_of
+
+    def graph_of_reusing(input_positions, cutoff):
+        if input_positions is positions and cutoff <= scales.search_reach:
+            return search.within(input_positions, cutoff)
+        return graph_of(input_positions, cutoff)
+
+    return graph_of_reusing
 
 
 def scaled_graph(positions: np.ndarray, graph_of, atom_scale: np.ndarray, radius: float) -> Graph:

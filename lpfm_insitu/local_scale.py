@@ -95,14 +95,19 @@ def mean_neighbour_distance(sender: np.ndarray, lengths: np.ndarray, n_owned: in
     neighbours (fewer where it has fewer; ``inf`` where it has none)."""
     owned = sender < n_owned
     centre, length = sender[owned], lengths[owned]
-    order = np.lexsort((length, centre))
-    centre, length = centre[order], length[order]
-    first = np.searchsorted(centre, np.arange(n_owned))
+    if len(centre) and np.any(np.diff(centre) < 0):  # neighbour lists come sorted by centre
+        order = np.argsort(centre, kind="stable")
+        centre, length = centre[order], length[order]
     count = np.bincount(centre, minlength=n_owned)
-    rank = np.arange(len(centre)) - first[centre]
-    take = rank < k
-    total = np.bincount(centre[take], length[take], minlength=n_owned)
+    if not len(centre):
+        return np.full(n_owned, np.inf)
+    # each atom's distances as one padded row, so one partition finds every k-nearest set
+    first = np.concatenate([[0], np.cumsum(count)[:-1]])
+    table = np.full((n_owned, max(int(count.max()), k)), np.inf)
+    table[centre, np.arange(len(centre)) - first[centre]] = length
+    nearest = np.partition(table, k - 1, axis=1)[:, :k]
     used = np.minimum(count, k)
+    total = np.where(np.isfinite(nearest), nearest, 0.0).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(used > 0, total / np.maximum(used, 1), np.inf)
 
@@ -114,6 +119,8 @@ class LocalScale:
         self.scale = scale  # (n_all,): owners' values on their ghosts too
         self.openness = openness  # (n_owned,)
         self.isolated = isolated  # (n_owned,) bool: fewer than K_NEAREST neighbours found
+        self.search_reach = 0.0  # the neighbour search behind them, which a caller may reuse
+        self.search_graph = None
 
     @property
     def at_surface(self) -> np.ndarray:
