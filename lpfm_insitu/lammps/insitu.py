@@ -22,12 +22,13 @@ invocation, on every rank, the callback
 
 1. gathers ids, types and positions of the rank's owned and ghost atoms, keeping the
    ghosts within the model's reach of owned atoms (LAMMPS' shell also holds the skin);
-2. maps lengths onto the model's reference density with the GLOBAL atomic volume
-   (box volume / number of classified atoms, or ``nn_distance``/``atomic_volume``),
-   so answers do not depend on the decomposition;
-3. builds the owner/ghost exchange plan by atom id (``halo.build_halo``) and checks
-   that the ghosts cover the model's receptive field (``halo.ghost_coverage``),
-   stopping with the ``comm_modify cutoff`` needed if they do not;
+2. builds the owner/ghost exchange plan by atom id (``halo.build_halo``);
+3. maps lengths onto the model's reference density per atom, from each owned atom's
+   own neighbourhood (``local_scale``; ghosts get their owners' scales through the
+   halo, so answers do not depend on the decomposition), or with one fixed scale
+   (``nn_distance``/``atomic_volume``), and checks that the ghosts cover the model's
+   receptive field at the smallest scale (``halo.ghost_coverage``), stopping with the
+   ``comm_modify cutoff`` needed if they do not;
 4. runs ``PhaseModel.classify_subdomain`` (scores of ghost copies are summed into
    their owners, so denoising is exact too);
 5. writes labels, confidence, order parameters (and optionally the denoising
@@ -151,8 +152,8 @@ def configure(*, model: str = "default", fix: str = "lpfm", every: int | None = 
         out of the model's graph entirely (they are not part of the crystal, e.g. a
         solvent or a wall) and get label -1 and zeros; the global atomic volume then
         counts only the classified atoms.
-    nn_distance / atomic_volume: fix the length scale instead of box volume / atoms
-        (needed when the box holds vacuum).
+    nn_distance / atomic_volume: one fixed length scale for every atom instead of each
+        atom's own, read from its neighbourhood (which needs neither, vacuum included).
     candidates: restrict the argmax to these phases (labels still index all phases).
     averaging_radius: labels, confidence and OPs from logits averaged over each atom's
         neighbours within this radius (Å at the model's 15 Å^3/atom; 0: each atom's own);
