@@ -270,8 +270,13 @@ class LPFMNetwork(torch.nn.Module):
         return int(self.mace.num_interactions)
 
     def features(self, positions: torch.Tensor, edge_index: torch.Tensor,
-                 shifts: torch.Tensor, n_owned: int | None = None) -> torch.Tensor:
+                 shifts: torch.Tensor, n_owned: int | None = None,
+                 atom_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Concatenated invariant node features after every interaction layer.
+
+        ``atom_scale`` (one factor per atom) maps input lengths onto the model's: each
+        atom sees the edges it receives scaled by its own factor. Without it, positions
+        and shifts are already in model units.
 
         With ``n_owned``, only the first ``n_owned`` atoms' features are returned, and each
         layer sends messages only to the atoms whose output a later layer (or the answer)
@@ -291,6 +296,8 @@ class LPFMNetwork(torch.nn.Module):
         node_attrs[:, self.element_index] = 1.0
         sender, receiver = edge_index[0], edge_index[1]
         vectors = positions[receiver] - positions[sender] + shifts
+        if atom_scale is not None:
+            vectors = vectors * atom_scale[receiver].unsqueeze(-1)
         lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
         node_feats = mace.node_embedding(node_attrs)
         edge_attrs = mace.spherical_harmonics(vectors)
@@ -324,9 +331,10 @@ class LPFMNetwork(torch.nn.Module):
         return features
 
     def forward(self, positions: torch.Tensor, edge_index: torch.Tensor,
-                shifts: torch.Tensor, n_owned: int | None = None) -> torch.Tensor:
+                shifts: torch.Tensor, n_owned: int | None = None,
+                atom_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Per-atom, per-phase logits ``l[i, c]`` (of the first ``n_owned`` atoms if given)."""
-        return self.decoder(self.features(positions, edge_index, shifts, n_owned))
+        return self.decoder(self.features(positions, edge_index, shifts, n_owned, atom_scale))
 
 
 def _needed_per_layer(edge_index: torch.Tensor, n_atoms: int, n_owned: int,

@@ -11,6 +11,7 @@ from ase.neighborlist import neighbor_list
 from lpfm_insitu.constants import UNKNOWN_PHASE
 from lpfm_insitu.graph import periodic_graph
 from lpfm_insitu.inference import NoHalo, PhaseModel
+from lpfm_insitu.local_scale import REFERENCE_NN_DISTANCE, equivalent_nn_distance
 from lpfm_insitu.model import ModelSpec, build_network
 
 SMALL = {"channels": 8, "correlation": 2, "max_ell": 2, "num_interactions": 2, "r_max": 4.6}
@@ -139,6 +140,10 @@ def test_shape_invariants_on_a_subdomain_with_ghosts_match_the_periodic_cell(sha
     _check_subdomain_matches_periodic_cell(shape_model, None)
 
 
+def test_a_fixed_scale_on_a_subdomain_matches_the_periodic_cell(small_model):
+    _check_subdomain_matches_periodic_cell(small_model, 50, local=False)
+
+
 def test_shape_invariants_tell_the_sign_of_a_tetragonal_distortion():
     """Negative cosine for FCC compressed along a cube axis, positive stretched; ~0
     magnitude for ideal FCC and HCP, whose first-shell second moments are isotropic."""
@@ -168,14 +173,23 @@ def test_shape_invariants_tell_the_sign_of_a_tetragonal_distortion():
         assert np.abs(invariants(ideal)[:, 0]).max() < 1e-3
 
 
-def _check_subdomain_matches_periodic_cell(small_model, max_atoms_per_chunk):
+def _check_subdomain_matches_periodic_cell(small_model, max_atoms_per_chunk, local=True):
+    """The local scale (default) or one fixed scale: a subdomain's owned atoms get the
+    periodic cell's answers."""
     atoms = _rattled_fcc(repeat=4)
     scale = PhaseModel.length_scale(atomic_volume=atoms.get_volume() / len(atoms))
-    whole = small_model.classify_atoms(atoms, denoise_steps=2)
-    positions, owners = _with_ghost_images(atoms, small_model.receptive_field(scale) + 0.5)
-    sub = small_model.classify_subdomain(positions, len(atoms), scale, ImageHalo(owners),
-                                         denoise_steps=2, max_atoms_per_chunk=max_atoms_per_chunk)
+    nn_distance = None if local else REFERENCE_NN_DISTANCE / scale
+    whole = small_model.classify_atoms(atoms, denoise_steps=2, nn_distance=nn_distance)
+    # local scales stay within a few % of the box's for a crystal: 10% covers them
+    positions, owners = _with_ghost_images(atoms, small_model.receptive_field(0.9 * scale, 2))
+    sub = small_model.classify_subdomain(
+        positions, len(atoms), None if local else scale, ImageHalo(owners), denoise_steps=2,
+        max_atoms_per_chunk=max_atoms_per_chunk,
+        typical_distance=equivalent_nn_distance(atoms.get_volume() / len(atoms)))
     assert len(positions) > 2 * len(atoms)
+    if local:
+        assert np.ptp(whole.length_scale) > 0  # the scales really are per atom
+        np.testing.assert_allclose(whole.length_scale, scale, rtol=0.05)
     np.testing.assert_array_equal(sub.labels, whole.labels)
     np.testing.assert_allclose(sub.logits, whole.logits, atol=1e-4)
     np.testing.assert_allclose(sub.displacement, whole.displacement, atol=1e-6)
@@ -237,8 +251,10 @@ def test_averaged_logits_are_the_mean_over_each_atoms_neighbourhood(small_model)
     radius = 4.0  # model units: the first two FCC shells at 15 A^3/atom
     with averaging(small_model, radius):
         averaged = small_model.classify_atoms(atoms)
-    scale = PhaseModel.length_scale(atomic_volume=atoms.get_volume() / len(atoms))
-    centre, neighbour = neighbor_list("ij", atoms, radius / scale)
+    scale = own.length_scale  # each centre's own: its neighbourhood is read in its units
+    centre, neighbour, distance = neighbor_list("ijd", atoms, radius / scale.min())
+    inside = distance * scale[centre] < radius
+    centre, neighbour = centre[inside], neighbour[inside]
     expected = own.logits.copy()
     np.add.at(expected, centre, own.logits[neighbour])
     expected /= (1 + np.bincount(centre, minlength=len(atoms)))[:, None]
@@ -322,7 +338,7 @@ def test_threshold_marks_unknown(small_model):
 
 @pytest.mark.parametrize("change, message", [
     (lambda a: a.positions.__setitem__((0, 0), np.nan), "non-finite positions"),
-    (lambda a: a.set_pbc(False), "nn_distance"),
+    (lambda a: a.set_cell(np.zeros((3, 3))) or a.set_pbc(True), "zero volume"),
 ])
 def test_bad_atoms_get_clear_errors(small_model, change, message):
     atoms = _rattled_fcc()

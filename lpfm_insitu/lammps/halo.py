@@ -108,7 +108,7 @@ class MPIHalo:
         width = local_values.shape[1]
         self._check()
         recv = _alltoallv(self.comm, local_values[p.send_index], p.send_counts, p.recv_counts,
-                          width)
+                          width).reshape(-1, width)
         out = np.empty((p.n_all, width))
         out[:p.n_local] = local_values
         out[p.remote_rows] = recv[p.remote_slot]
@@ -124,7 +124,7 @@ class MPIHalo:
         back = np.zeros((int(p.recv_counts.sum()), width))
         np.add.at(back, p.remote_slot, all_values[p.remote_rows])
         self._check()
-        got = _alltoallv(self.comm, back, p.recv_counts, p.send_counts, width)
+        got = _alltoallv(self.comm, back, p.recv_counts, p.send_counts, width).reshape(-1, width)
         np.add.at(out, p.send_index, got)
         return out
 

@@ -22,12 +22,13 @@ invocation, on every rank, the callback
 
 1. gathers ids, types and positions of the rank's owned and ghost atoms, keeping the
    ghosts within the model's reach of owned atoms (LAMMPS' shell also holds the skin);
-2. maps lengths onto the model's reference density with the GLOBAL atomic volume
-   (box volume / number of classified atoms, or ``nn_distance``/``atomic_volume``),
-   so answers do not depend on the decomposition;
-3. builds the owner/ghost exchange plan by atom id (``halo.build_halo``) and checks
-   that the ghosts cover the model's receptive field (``halo.ghost_coverage``),
-   stopping with the ``comm_modify cutoff`` needed if they do not;
+2. builds the owner/ghost exchange plan by atom id (``halo.build_halo``);
+3. maps lengths onto the model's reference density per atom, from each owned atom's
+   own neighbourhood (``local_scale``; ghosts get their owners' scales through the
+   halo, so answers do not depend on the decomposition), or with one fixed scale
+   (``nn_distance``/``atomic_volume``), and checks that the ghosts cover the model's
+   receptive field at the smallest scale (``halo.ghost_coverage``), stopping with the
+   ``comm_modify cutoff`` needed if they do not;
 4. runs ``PhaseModel.classify_subdomain`` (scores of ghost copies are summed into
    their owners, so denoising is exact too);
 5. writes labels, confidence, order parameters (and optionally the denoising
@@ -55,6 +56,7 @@ from ..constants import UNKNOWN_PHASE
 from . import hooks as hook_registry
 from .errors import ErrorSync, InsituError, describe, install_excepthook, merge_messages
 from .gather import Subdomain, custom_property, custom_width, gather_subdomain
+from ..local_scale import SCALE_FLOOR, equivalent_nn_distance, typical_scale
 
 #: Default neighbor skin of each LAMMPS unit style (the ``neighbor`` command's defaults).
 DEFAULT_SKIN = {"lj": 0.3, "real": 2.0, "metal": 2.0, "si": 0.001, "cgs": 0.1,
@@ -150,8 +152,8 @@ def configure(*, model: str = "default", fix: str = "lpfm", every: int | None = 
         out of the model's graph entirely (they are not part of the crystal, e.g. a
         solvent or a wall) and get label -1 and zeros; the global atomic volume then
         counts only the classified atoms.
-    nn_distance / atomic_volume: fix the length scale instead of box volume / atoms
-        (needed when the box holds vacuum).
+    nn_distance / atomic_volume: one fixed length scale for every atom instead of each
+        atom's own, read from its neighbourhood (which needs neither, vacuum included).
     candidates: restrict the argmax to these phases (labels still index all phases).
     averaging_radius: labels, confidence and OPs from logits averaged over each atom's
         neighbours within this radius (Å at the model's 15 Å^3/atom; 0: each atom's own);
@@ -547,11 +549,15 @@ class InsituClassifier:
                          and s.max_atoms_per_chunk is None)
         from .halo import build_halo, ghost_coverage, within_reach
 
-        scale, reach = self._scale_and_reach(lmp, sub, n_sel_local)  # collective for types=
+        fixed_scale, typical = self._scale_and_typical_distance(lmp, sub, n_sel_local)
+        # a first reach, for pruning only: no local scale falls below SCALE_FLOOR of the
+        # typical one, so no atom's receptive field reaches further
+        prune_reach = self.model.receptive_field(
+            fixed_scale or SCALE_FLOOR * typical_scale(typical), int(s.denoise_steps))
         if not periodic_cell:
             # only the ghosts within reach of owned atoms matter (LAMMPS' shell adds the skin)
-            rows = rows[within_reach(sub.positions[rows], n_sel_local, reach, sub.box_lo,
-                                     sub.box_hi, sub.tilts)]
+            rows = rows[within_reach(sub.positions[rows], n_sel_local, prune_reach,
+                                     sub.box_lo, sub.box_hi, sub.tilts)]
         positions = sub.positions[rows]
         ids = sub.ids[rows]
 
@@ -559,6 +565,21 @@ class InsituClassifier:
         # (the halo plan starts with a sync point: a rank that failed so far stops all here)
         halo = None if periodic_cell else build_halo(self._comm, ids, n_sel_local, self._sync)
         timings["halo_plan"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        scales = None
+        if fixed_scale is None and not periodic_cell:
+            from ..graph import open_graph
+
+            scales = self.model.local_scale(positions, n_sel_local, open_graph, halo, typical)
+            smallest = scales.scale[:n_sel_local].min() if n_sel_local else np.inf
+            from mpi4py import MPI
+
+            scale = float(self._comm.allreduce(float(smallest), op=MPI.MIN))
+        else:
+            scale = fixed_scale or typical_scale(typical)
+        reach = self.model.receptive_field(scale, int(s.denoise_steps))
+        timings["length_scale"] = time.perf_counter() - t
 
         t = time.perf_counter()
         if not periodic_cell and (s.check_ghosts == "always"
@@ -570,7 +591,8 @@ class InsituClassifier:
         timings["ghost_check"] = time.perf_counter() - t
 
         if first and s.verbose and self._comm.Get_rank() == 0:
-            print(f"lpfm_insitu: step {step}: length scale {scale:.6g} (model units per "
+            kind = "fixed" if fixed_scale else "smallest local"
+            print(f"lpfm_insitu: step {step}: {kind} length scale {scale:.6g} (model units per "
                   f"{self.units} length unit), model reach {reach:.4g}; suggested "
                   f"`comm_modify cutoff {self.suggested_cutoff(reach):.4g}`; device "
                   f"{self.device}, precision {s.precision}, {self._comm.Get_size()} rank(s)",
@@ -579,11 +601,12 @@ class InsituClassifier:
         t = time.perf_counter()
         _maybe_inject_failure("classify", self._comm.Get_rank())
         if periodic_cell:
-            result = self._classify_periodic(positions[:n_sel_local], sub, scale)
+            result = self._classify_periodic(positions[:n_sel_local], sub, fixed_scale)
         else:
             result = self.model.classify_subdomain(
-                positions, n_sel_local, scale, halo, denoise_steps=int(s.denoise_steps),
-                candidates=s.candidates, max_atoms_per_chunk=s.max_atoms_per_chunk)
+                positions, n_sel_local, fixed_scale, halo, denoise_steps=int(s.denoise_steps),
+                candidates=s.candidates, max_atoms_per_chunk=s.max_atoms_per_chunk,
+                scales=scales)
         timings["model"] = time.perf_counter() - t
         self._sync.check()
 
@@ -619,7 +642,7 @@ class InsituClassifier:
             self.timings[k] = self.timings.get(k, 0.0) + v
         self.invocations += 1
 
-    def _classify_periodic(self, positions, sub: Subdomain, scale: float):
+    def _classify_periodic(self, positions, sub: Subdomain, fixed_scale: float | None):
         """The owned atoms of a single-rank periodic box, as ``classify_atoms`` does it."""
         from ase import Atoms
 
@@ -631,9 +654,10 @@ class InsituClassifier:
         frac -= np.floor(frac)  # LAMMPS lets atoms stray out of the box between reneighborings
         atoms = Atoms(numbers=np.ones(len(positions), dtype=int), positions=frac @ h.T,
                       cell=h.T, pbc=True)
-        # the same length scale as the decomposed path: expressed as a neighbour distance
+        # a fixed length scale as the decomposed path has it: expressed as a neighbour distance
+        nn_distance = None if fixed_scale is None else REFERENCE_NN_DISTANCE / fixed_scale
         return self.model.classify_atoms(atoms, denoise_steps=int(self.settings.denoise_steps),
-                                         nn_distance=REFERENCE_NN_DISTANCE / scale,
+                                         nn_distance=nn_distance,
                                          candidates=self.settings.candidates)
 
     def _write(self, lmp, n_local, local_index, result) -> None:
@@ -661,36 +685,31 @@ class InsituClassifier:
 
     # --- lengths -----------------------------------------------------------------------------
 
-    def _scale_and_reach(self, lmp, sub: Subdomain, n_sel_local: int) -> tuple[float, float]:
-        """The global length scale and the reach ghosts must cover (LAMMPS units)."""
+    def _scale_and_typical_distance(self, lmp, sub: Subdomain,
+                                    n_sel_local: int) -> tuple[float | None, float]:
+        """The fixed length scale (``None``: read per atom), and the box's neighbour distance
+        that sizes the local scale's search (LAMMPS units, the same on every rank)."""
         s = self.settings
-        if s.nn_distance is not None:
-            scale = self.model.length_scale(nn_distance=float(s.nn_distance))
-        elif s.atomic_volume is not None:
-            scale = self.model.length_scale(atomic_volume=float(s.atomic_volume))
+        if s.types is None:
+            natoms = int(lmp.get_natoms())
         else:
-            if s.types is None:
-                natoms = int(lmp.get_natoms())
-            else:
-                self._sync.check()  # a sync point before this invocation's first collective
-                natoms = int(self._comm.allreduce(int(n_sel_local)))
-            if natoms == 0:
-                raise _fail(f"fix {s.fix}: no atoms of types {list(s.types or [])} to classify")
-            h = np.asarray(sub.box_hi) - np.asarray(sub.box_lo)
-            volume = float(np.prod(h))  # triclinic tilts do not change the volume
-            scale = self.model.length_scale(atomic_volume=volume / natoms)
-        return scale, self.required_ghost_reach(scale)
+            self._sync.check()  # a sync point before this invocation's first collective
+            natoms = int(self._comm.allreduce(int(n_sel_local)))
+        if natoms == 0:
+            raise _fail(f"fix {s.fix}: no atoms of types {list(s.types or [])} to classify")
+        h = np.asarray(sub.box_hi) - np.asarray(sub.box_lo)
+        volume = float(np.prod(h))  # triclinic tilts do not change the volume
+        typical = equivalent_nn_distance(volume / natoms)
+        if s.nn_distance is not None:
+            return self.model.length_scale(nn_distance=float(s.nn_distance)), typical
+        if s.atomic_volume is not None:
+            return self.model.length_scale(atomic_volume=float(s.atomic_volume)), typical
+        return None, typical
 
     def required_ghost_reach(self, scale: float) -> float:
-        """Distance (LAMMPS units) around owned atoms that ghosts must cover for exactness.
-
-        The receptive field (num_interactions x r_max), plus what denoising can move
-        atoms into it: at most ``max_step`` per step for an atom and for its neighbour.
-        """
-        net = self.model.network
-        model_units = (net.num_interactions * net.r_max
-                       + 2 * int(self.settings.denoise_steps) * self.model.max_step)
-        return model_units / scale
+        """Distance (LAMMPS units) around owned atoms that ghosts must cover for exactness,
+        with ``scale`` the smallest length scale of any atom."""
+        return self.model.receptive_field(scale, int(self.settings.denoise_steps))
 
     def suggested_cutoff(self, reach: float) -> float:
         skin = DEFAULT_SKIN.get(str(self.units), 0.0)

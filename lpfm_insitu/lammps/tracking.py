@@ -263,7 +263,7 @@ class Tracker:
             "types": list(s.types) if s.types is not None else "all",
             "length_scale_from": ("nn_distance" if s.nn_distance is not None else
                                   "atomic_volume" if s.atomic_volume is not None else
-                                  "box volume / atoms"),
+                                  "local (each atom's neighbourhood)"),
             "nn_distance": s.nn_distance,
             "atomic_volume": s.atomic_volume,
             "precision": s.precision,

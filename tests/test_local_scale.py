@@ -1,0 +1,122 @@
+"""The per-atom length scale: box-independent, right for every prototype, and it marks
+free-surface atoms."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from lpfm_insitu import load_model
+from lpfm_insitu.graph import periodic_graph
+from lpfm_insitu.inference import NoHalo
+from lpfm_insitu.local_scale import (REFERENCE_ATOMIC_VOLUME, SURFACE_OPENNESS,
+                                     equivalent_nn_distance, estimate_local_scale)
+from lpfm_insitu.prototypes import PROTOTYPE_LABELS, build_prototype
+from lpfm_insitu.synthetic import ideal_supercell
+
+FCC = "A_cF4_225_a"
+
+
+def _scales(atoms):
+    positions = atoms.get_positions()
+    cell = np.asarray(atoms.cell)
+
+    def neighbours(cutoff):
+        graph = periodic_graph(positions, cell, atoms.pbc, cutoff)
+        sender, receiver = graph.edge_index
+        return sender, receiver, positions[receiver] - positions[sender] + graph.shifts
+
+    typical = equivalent_nn_distance(atoms.get_volume() / len(atoms))
+    return estimate_local_scale(positions, len(atoms), neighbours, NoHalo().forward,
+                                2.4 * typical, REFERENCE_ATOMIC_VOLUME)
+
+
+@pytest.mark.parametrize("label", PROTOTYPE_LABELS)
+def test_every_prototype_gets_its_density_scale(label):
+    """Ideal crystals at the reference density: scale 1 within 1% for all 25 prototypes
+    (a first-shell length would be off by tens of % for diamond or graphite)."""
+    atoms = ideal_supercell(label, REFERENCE_ATOMIC_VOLUME, 300)
+    scales = _scales(atoms)
+    np.testing.assert_allclose(scales.scale, 1.0, atol=0.01)
+    assert scales.openness.max() < SURFACE_OPENNESS / 2
+    assert not scales.at_surface.any()
+
+
+def test_hot_crystals_scale_within_two_percent_and_are_not_surface():
+    rng = np.random.default_rng(3)
+    for label in (FCC, "A_cI2_229_a", "A_hP2_194_c", "A_cF8_227_a", "A_hP3_191_ad"):
+        atoms = ideal_supercell(label, REFERENCE_ATOMIC_VOLUME, 300)
+        atoms.positions += 0.15 * rng.standard_normal(atoms.positions.shape)
+        scales = _scales(atoms)
+        np.testing.assert_allclose(scales.scale, 1.0, atol=0.025, err_msg=label)
+        assert not scales.at_surface.any(), label
+
+
+def test_a_compressed_region_gets_its_own_scale():
+    """Half a box compressed by 10% along z (a shock's picture): each half is scaled by its
+    own density, where the box's density would be wrong for both."""
+    atoms = build_prototype(FCC, REFERENCE_ATOMIC_VOLUME, primitive=False).repeat((5, 5, 12))
+    z = atoms.positions[:, 2]
+    length = atoms.cell[2, 2]
+    squeezed = np.where(z < length / 2, 0.9 * z, 0.9 * length / 2 + (z - length / 2))
+    atoms.positions[:, 2] = squeezed
+    atoms.set_cell(np.diag([atoms.cell[0, 0], atoms.cell[1, 1], length * 0.95]))
+    scales = _scales(atoms)
+    inner_dense = (z > 0.1 * length) & (z < 0.4 * length)
+    inner_loose = (z > 0.6 * length) & (z < 0.9 * length)
+    np.testing.assert_allclose(scales.scale[inner_dense], 0.9 ** (-1 / 3), atol=0.01)
+    np.testing.assert_allclose(scales.scale[inner_loose], 1.0, atol=0.01)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+def _hot_cu_slab(vacuum):
+    rng = np.random.default_rng(7)
+    atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat((5, 5, 6))
+    atoms.positions += 0.1 * rng.standard_normal(atoms.positions.shape)
+    atoms.center(vacuum=vacuum, axis=2)
+    return atoms
+
+
+def test_vacuum_changes_no_label_and_surfaces_are_unknown(model):
+    """A Cu slab in a box 1x and 4x its thickness: identical labels and near-identical
+    OPs after 8 denoising steps; interior FCC; the outer layers unknown."""
+    thin, thick = _hot_cu_slab(10.8), _hot_cu_slab(43.4)
+    one = model.classify_atoms(thin, denoise_steps=8)
+    four = model.classify_atoms(thick, denoise_steps=8)
+    np.testing.assert_array_equal(one.labels, four.labels)
+    np.testing.assert_allclose(one.logits, four.logits, atol=1e-2)
+    z = thin.positions[:, 2]
+    interior = (z > z.min() + 5) & (z < z.max() - 5)
+    outer = (z < z.min() + 0.5) | (z > z.max() - 0.5)
+    names = np.array(one.label_names)
+    assert (names[interior] == FCC).all()
+    assert (names[outer] == "unknown").all()
+    assert one.at_surface[outer].all() and not one.at_surface[interior].any()
+
+
+def test_open_atoms_need_no_nn_distance(model):
+    """A cluster in open space (no cell at all): its core is FCC without nn_distance,
+    and the answer equals that of the same cluster in a periodic box of vacuum."""
+    atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat(7)
+    centre = atoms.positions.mean(axis=0)
+    atoms = atoms[np.linalg.norm(atoms.positions - centre, axis=1) < 11.0]
+    boxed = atoms.copy()
+    boxed.center(vacuum=12.0)
+    boxed.pbc = True
+    atoms.set_cell(np.zeros((3, 3)))
+    atoms.pbc = False
+    open_result = model.classify_atoms(atoms)
+    boxed_result = model.classify_atoms(boxed)
+    np.testing.assert_array_equal(open_result.labels, boxed_result.labels)
+    core = np.linalg.norm(atoms.positions - atoms.positions.mean(axis=0), axis=1) < 6.0
+    assert (np.array(open_result.label_names)[core] == FCC).all()
+
+
+def test_a_fixed_nn_distance_still_overrides(model):
+    atoms = _hot_cu_slab(10.8)
+    fixed = model.classify_atoms(atoms, nn_distance=3.615 / np.sqrt(2))
+    np.testing.assert_allclose(fixed.length_scale, fixed.length_scale[0])
+    assert not fixed.at_surface.any()
