@@ -52,6 +52,8 @@ import numpy as np
 
 from ..blas_threads import single_threaded_numpy_blas
 from ..constants import UNKNOWN_PHASE
+from ..errors import PhaseNameError
+from ..prototypes import common_name, resolve_phases
 from . import hooks as hook_registry
 from .errors import ErrorSync, InsituError, describe, install_excepthook, merge_messages
 from .gather import Subdomain, custom_property, custom_width, gather_subdomain
@@ -144,7 +146,9 @@ def configure(*, model: str = "default", fix: str = "lpfm", every: int | None = 
         not a multiple of it stops the run (a mismatch is a mistake in the input).
     denoise_steps: score-ascent steps before labelling (the atoms in LAMMPS do not move).
     ops: which model phases get an order-parameter column in ``d2_<prefix>_op``:
-        "all" (every phase, model order), a list of phase labels (that order), or None.
+        "all" (every phase, model order), a list of phases (that order), or None. Phases
+        are named by common name ("fcc", "hcp", "omega", "beta-Sn"; case-insensitive) or
+        AFLOW label ("A_hP2_194_c"), here and in ``candidates``.
     export_displacement: write the denoising displacement into ``d2_<prefix>_disp 3``.
     types: LAMMPS atom types to classify (default: all). Atoms of other types are left
         out of the model's graph entirely (they are not part of the crystal, e.g. a
@@ -152,7 +156,8 @@ def configure(*, model: str = "default", fix: str = "lpfm", every: int | None = 
         counts only the classified atoms.
     nn_distance / atomic_volume: fix the length scale instead of box volume / atoms
         (needed when the box holds vacuum).
-    candidates: restrict the argmax to these phases (labels still index all phases).
+    candidates: restrict the argmax to these phases, e.g. ["bcc", "hcp", "omega"] (labels
+        still index all phases).
     averaging_radius: labels, confidence and OPs from logits averaged over each atom's
         neighbours within this radius (Å at the model's 15 Å^3/atom; 0: each atom's own);
         default: the model file's. Ghosts get their owners' logits, so answers do not
@@ -210,7 +215,11 @@ class InsituClassifier:
         self.phases = self.model.phases
         self.op_indices = self._op_indices()
         if s.candidates is not None:
-            self.model.candidate_indices(s.candidates)  # raises for unknown phases
+            try:  # common names ("hcp") become the model's labels once, here
+                s.candidates = tuple(resolve_phases(s.candidates, self.phases))
+            except PhaseNameError as exc:
+                raise _fail(f"lpfm_insitu.lammps.configure: candidates={list(s.candidates)!r}: "
+                            f"{exc}") from None
         self.invocations = 0
         self.timings: dict[str, float] = {}
         self.last: dict[str, float] = {}
@@ -309,11 +318,12 @@ class InsituClassifier:
             ops = [s.ops]
         else:
             ops = list(s.ops)
-        unknown = [p for p in ops if p not in self.phases]
-        if unknown:
-            raise _fail(f"lpfm_insitu.lammps.configure: ops={ops!r}: phase(s) {unknown} are not "
-                        f"phases of model {s.model!r}; its phases are {list(self.phases)} "
-                        "(or use ops='all')")
+        try:
+            labels = resolve_phases(ops, self.phases)
+        except PhaseNameError as exc:
+            raise _fail(f"lpfm_insitu.lammps.configure: ops={ops!r}: {exc} (or use "
+                        "ops='all')") from None
+        ops = labels
         if len(set(ops)) != len(ops):
             raise _fail(f"lpfm_insitu.lammps.configure: ops={ops!r} lists a phase twice")
         return np.array([self.phases.index(p) for p in ops], dtype=np.int64)
@@ -333,11 +343,12 @@ class InsituClassifier:
         threshold = self.model.threshold_for(s.denoise_steps)
         lines = [f"{s.phase_column}: -1 = unknown (confidence < {threshold:.6g})"
                  + ("" if s.types is None else f" or type not in {list(s.types)}")]
-        lines += [f"{s.phase_column}: {k} = {p}" for k, p in enumerate(self.phases)]
+        lines += [f"{s.phase_column}: {k} = {_named(p)}" for k, p in enumerate(self.phases)]
         lines.append(f"{s.conf_column}: max logit over "
-                     + ("all phases" if s.candidates is None else f"{list(s.candidates)}"))
+                     + ("all phases" if s.candidates is None
+                        else ", ".join(_named(p) for p in s.candidates)))
         for col, k in enumerate(self.op_indices, start=1):
-            lines.append(f"{s.op_column}[{col}] = logit of {self.phases[k]} (phase {k})")
+            lines.append(f"{s.op_column}[{col}] = logit of {_named(self.phases[k])} (phase {k})")
         if s.export_displacement:
             lines.append(f"{s.disp_column}[1..3] = denoising displacement x y z "
                          f"({s.denoise_steps} steps, length units)")
@@ -714,6 +725,12 @@ class InsituClassifier:
                 f"{net.r_max:g}{denoise}) / length scale {scale:.4g}); ghosts now reach about "
                 f"{cov.ghost_reach:.3g}.\nAdd before the run:\n  comm_modify cutoff {suggest:g}\n"
                 f"({skin_text})")
+
+
+def _named(label: str) -> str:
+    """"hcp (A_hP2_194_c)": the common name, and the label the model files use."""
+    name = common_name(label)
+    return label if name == label else f"{name} ({label})"
 
 
 _MODEL_CACHE: dict = {}

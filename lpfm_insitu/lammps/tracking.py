@@ -6,10 +6,10 @@ Input-script interface (LAMMPS with the PYTHON package; every line is needed)::
     python   lpfm_invoke here """
     from lpfm_insitu.lammps import configure
     from lpfm_insitu.lammps.tracking import track
-    phases = ["A_cI2_229_a", "A_hP2_194_c", "A_cF4_225_a", "A_hP3_191_ad"]  # bcc hcp fcc omega
+    phases = ["bcc", "hcp", "fcc", "omega"]  # common names or AFLOW labels (A_hP2_194_c)
     lpfm_invoke = configure(model="default", every=50, candidates=phases, ops=phases)
     track(lpfm_invoke, h5="track.h5", profile_axis="z", profile_bins=40,
-          triggers="appear:A_hP2_194_c>0.05, change:A_cI2_229_a>0.2",
+          triggers="appear:hcp>0.05, change:bcc>0.2",
           cooldown=1000, max_checkpoints=3, snapshot_dir="checkpoints")
     """
     python   lpfm_variables input 1 SELF format p exists
@@ -17,7 +17,7 @@ Input-script interface (LAMMPS with the PYTHON package; every line is needed)::
     fix      lpfm_run all python/invoke 50 end_of_step lpfm_invoke
     fix      lpfm_halt all halt 50 v_lpfm_checkpoint > 0 error continue   # AFTER lpfm_run
     thermo   50                              # a multiple of every: see "Variables"
-    thermo_style custom step temp v_lpfm_frac_A_cI2_229_a v_lpfm_frac_A_hP2_194_c v_lpfm_conf_mean
+    thermo_style custom step temp v_lpfm_frac_bcc v_lpfm_frac_hcp v_lpfm_conf_mean
 
     label    lpfm_loop                       # the checkpoint loop: restart at the trigger step
     run      ${steps} upto
@@ -46,7 +46,9 @@ rank, after every invocation). At each invocation the tracker
 Variables (python-style; declared by ``python lpfm_variables invoke``):
 
 ==============================  ==========================================================
-``v_lpfm_frac_<phase>``         fraction of atoms labelled <phase> (every model phase)
+``v_lpfm_frac_<phase>``         fraction of atoms labelled <phase> (every model phase), by
+                                common name (``lpfm_frac_hcp``, ``lpfm_frac_beta_Sn``: "-"
+                                becomes "_") and by AFLOW label (``lpfm_frac_A_hP2_194_c``)
 ``v_lpfm_frac_unknown``         fraction of atoms below the confidence threshold
 ``v_lpfm_conf_mean``            mean confidence (max logit over the candidates)
 ``v_lpfm_op_<phase>``           mean order parameter (logit) of <phase> over atoms labelled
@@ -88,6 +90,7 @@ import numpy as np
 from ..phase_stats import (PhaseStatistics, _rank, _root_call, as_lammps_variables,
                            lammps_variable_name, profile_edges, reduce_phase_statistics,
                            spatial_profile)
+from ..prototypes import common_name
 from ..snapshot import write_snapshot
 from ..timeseries import PhaseTimeSeries, read_time_series
 from ..triggers import CheckpointTrigger, parse_rules
@@ -239,10 +242,27 @@ class Tracker:
     def _empty_values(self) -> dict[str, float]:
         zero = PhaseStatistics(self.phases, np.zeros(len(self.phases) + 1, np.int64), 0,
                                float("nan"), np.full(len(self.phases), np.nan))
-        values = {self._name(k): v for k, v in as_lammps_variables(zero).items()}
+        return self._variable_values(zero)
+
+    def _variable_values(self, stats: PhaseStatistics) -> dict[str, float]:
+        """Every python-style variable's value: per phase under its common name
+        (``lpfm_frac_hcp``) and under its AFLOW label (``lpfm_frac_A_hP2_194_c``, the
+        names of earlier versions, kept so existing input scripts keep working)."""
+        values = {self._name(k): v for k, v in as_lammps_variables(stats).items()}
+        for k, phase in enumerate(self.phases):
+            values[self._op_name(phase)] = float(stats.mean_op[k])
         for phase in self.phases:
-            values[self._op_name(phase)] = float("nan")
+            common = common_name(phase)
+            if common == phase:
+                continue
+            for name in (self._frac_name, self._op_name):
+                alias = name(common)
+                if alias not in values:  # a label never loses its own name to an alias
+                    values[alias] = values[name(phase)]
         return values
+
+    def _frac_name(self, phase: str) -> str:
+        return self._name(lammps_variable_name(phase))
 
     def _op_name(self, phase: str) -> str:
         return self._name(lammps_variable_name(phase).replace("lpfm_frac_", "lpfm_op_", 1))
@@ -372,10 +392,7 @@ class Tracker:
         now = float(frame.time) - self.time_origin
         self.series.append(step, now, stats, profile=profile, profile_edges=edges)
         self.stats, self.step, self.time, self.edges = stats, step, now, edges
-        values = {self._name(k): v for k, v in as_lammps_variables(stats).items()}
-        for k, phase in enumerate(self.phases):
-            values[self._op_name(phase)] = float(stats.mean_op[k])
-        self._values = values
+        self._values = self._variable_values(stats)
 
         fired = self.trigger.update(step, stats)
         if fired:
