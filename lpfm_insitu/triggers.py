@@ -102,6 +102,14 @@ _PHASE_RULE = re.compile(
 _CONF_RULE = re.compile(rf"^(?i:confidence)\s*<\s*(?P<value>{_NUM_RE})$")
 
 
+def _shown(rule: Rule) -> str:
+    """The rule as a user reads it: its phase by common name ("appear:hcp>0.05")."""
+    phase = getattr(rule, "phase", None)
+    if phase is None or common_name(phase) == phase:
+        return rule.spec
+    return rule.spec.replace(f":{phase}>", f":{common_name(phase)}>", 1)
+
+
 def _syntax_error(token: str, why: str = "") -> ValueError:
     why = f" ({why})" if why else ""
     return ValueError(f"cannot parse trigger rule {token!r}{why}; expected:\n{GRAMMAR}")
@@ -205,13 +213,14 @@ class CheckpointTrigger:
             if isinstance(rule, FractionChange):
                 base = self._baseline.setdefault(key, value)
                 if abs(value - base) > rule.threshold and not blocked:
-                    fired.append(f"{key} ({rule.phase} fraction {base:.4g} -> {value:.4g})")
+                    fired.append(f"{_shown(rule)} ({common_name(rule.phase)} fraction "
+                                 f"{base:.4g} -> {value:.4g})")
                 continue
             if not math.isfinite(value):
                 continue  # e.g. no atoms: no information, keep the state
             if isinstance(rule, PhaseAppears):
                 active = value > rule.threshold
-                what = f"{rule.phase} fraction {value:.4g}"
+                what = f"{common_name(rule.phase)} fraction {value:.4g}"
             else:
                 active = value < rule.threshold
                 what = f"mean confidence {value:.4g}"
@@ -222,7 +231,7 @@ class CheckpointTrigger:
                 self._armed[key] = True
             elif self._armed[key] and not blocked:
                 self._armed[key] = False
-                fired.append(f"{key} ({what})")
+                fired.append(f"{_shown(rule)} ({what})")
         if fired:
             self.n_fired += 1
             self.last_fire_step = step

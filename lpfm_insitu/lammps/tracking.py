@@ -295,6 +295,8 @@ class Tracker:
                               else self.profile_range),
             "snapshot_dir": self.snapshot_dir,
             "time_origin": self.time_origin,
+            # LAMMPS unit style of the times and positions (plots label their axes with it)
+            "units": str(getattr(clf, "units", None) or "unknown"),
         }
         out.update(self.user_attrs)
         return out
