@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -197,6 +198,7 @@ def configure(*, model: str = "default", fix: str = "lpfm", every: int | None = 
     _agree_at_configure(problem)
     if settings.verbose:
         classifier.announce()
+    classifier.publish(sys.modules["__main__"].__dict__)
     return classifier.callback
 
 
@@ -221,6 +223,10 @@ class InsituClassifier:
                 raise _fail(f"lpfm_insitu.lammps.configure: candidates={list(s.candidates)!r}: "
                             f"{exc}") from None
         self.invocations = 0
+        self.last_step: int | None = None  # step of the last classification
+        self._fix_steps: list[int] = []  # steps at which fix python/invoke called (last 3)
+        self._first_steps: list[int] = []  # steps the <prefix>_first companion classified
+        self._last_source = ""
         self.timings: dict[str, float] = {}
         self.last: dict[str, float] = {}
         self.failed: InsituError | None = None
@@ -297,6 +303,9 @@ class InsituClassifier:
             # TorchScript warnings and a cuequivariance notice from the e3nn/mace imports,
             # once per rank, would bury LAMMPS' own output
             warnings.simplefilter("ignore")
+            from .._torch_compat import import_mace_quietly
+
+            import_mace_quietly()  # its accelerator notice would come once per rank
             from ..modelfile import ModelFileError, load_model
 
             try:
@@ -384,10 +393,92 @@ class InsituClassifier:
         classifier = self
 
         def lpfm_invoke(lmpptr, *_vflag):  # post_force callbacks also pass vflag
-            classifier.invoke(classifier._lammps(lmpptr))
+            classifier.invoke(classifier._lammps(lmpptr), source="fix")
 
         lpfm_invoke.classifier = classifier
         return lpfm_invoke
+
+    # --- labels at the start of a run ---------------------------------------------------------
+
+    def _names(self) -> tuple[str, str]:
+        prefix = self.settings.prefix
+        return f"{prefix}_setup", f"{prefix}_first"
+
+    def publish(self, namespace: dict) -> None:
+        """Put ``<prefix>_setup`` and ``<prefix>_first`` into ``namespace`` (``__main__``,
+        where LAMMPS' ``python ... exists`` looks)."""
+        setup, first = self._names()
+        namespace[setup] = self.declare_first_labels
+        namespace[first] = self.first_labels
+
+    def first_label_commands(self) -> list[str]:
+        """LAMMPS commands that classify at the start of a run (see ``first_labels``)."""
+        s = self.settings
+        setup, first = self._names()
+        if s.every is None:
+            raise _fail(f"python {setup} invoke: labels at the start of a run need "
+                        "configure(every=N), the N of `fix ... python/invoke N end_of_step`")
+        return [f"python {first} input 1 SELF return v_{first} format pi exists",
+                f"variable {first} python {first}",
+                f"fix {first} all ave/time {s.every} 1 {s.every} v_{first}"]
+
+    def declare_first_labels(self, lmpptr) -> None:
+        """``python <prefix>_setup invoke`` (after the ``fix ... python/invoke`` line).
+
+        LAMMPS' ``fix python/invoke`` (version 29Sep2021 and others) is not called when a
+        run is set up, so step 0 (and a ``run 0``) would have no labels. ``fix ave/time``
+        is: it evaluates a python-style variable while the run is set up, after the ghost
+        atoms exist and before the first dump and thermo output. This declares such a
+        fix, ``<prefix>_first``, every ``every`` steps; at steps the python/invoke fix has
+        classified already it returns at once.
+        """
+        lmp = self._lammps(lmpptr)
+        for command in self.first_label_commands():
+            lmp.command(command)
+
+    def first_labels(self, lmpptr) -> int:
+        """The python-style variable of ``<prefix>_first``: classify unless done at this
+        step already (fix ave/time calls it at the same steps as fix python/invoke)."""
+        lmp = self._lammps(lmpptr)
+        step = int(lmp.extract_global("ntimestep"))
+        if self.last_step == step:
+            return 1
+        self.invoke(lmp, source="first")
+        return 1
+
+    def check_first_period(self, step: int) -> None:
+        """The companion classifies where python/invoke has not (yet): at the start of the
+        first run, or, if it is declared before the python/invoke fix, at every step just
+        before the fix does. If the fix then skipped such a step while it ran at later
+        ones, its period is not ``every``."""
+        previous = self._first_steps[-1] if len(self._first_steps) > 1 else None
+        self._first_steps = (self._first_steps + [step])[-4:]
+        if (previous is not None and self._fix_steps and max(self._fix_steps) > previous
+                and previous not in self._fix_steps):
+            raise _fail(self._period_message(previous, step))
+
+    def _period_message(self, missed: int, step: int) -> str:
+        s = self.settings
+        return (f"fix {s.fix}: configure(every={s.every}) but fix python/invoke did not call "
+                f"lpfm_insitu at step {missed} (it did by step {step}): the invoke period "
+                f"differs from every. Make the N of `fix ... python/invoke N end_of_step "
+                f"...` equal to every ({s.every}), or change every")
+
+    def check_invoke_period(self, step: int) -> None:
+        """Stop when fix python/invoke's N is a multiple of ``every``: two consecutive
+        intervals of the same k x every steps (k >= 2). One such interval alone can be a
+        jump of the step counter (``minimize``, ``reset_timestep``)."""
+        s = self.settings
+        steps = (self._fix_steps + [step])[-3:]
+        self._fix_steps = steps
+        if s.every is None or len(steps) < 3:
+            return
+        gaps = np.diff(steps)
+        if gaps[0] == gaps[1] and gaps[0] > s.every and gaps[0] % s.every == 0:
+            raise _fail(
+                f"fix {s.fix}: lpfm_insitu is called every {int(gaps[0])} steps (steps "
+                f"{', '.join(map(str, steps))}) but configure(every={s.every}): make the N of "
+                f"`fix ... python/invoke N end_of_step ...` equal to every ({s.every})")
 
     def _lammps(self, lmpptr):
         """A ``lammps`` object for the pointer LAMMPS passes (cached: making one costs ~ms)."""
@@ -400,13 +491,17 @@ class InsituClassifier:
             self._lmp_cache = {"address": address, "lmp": lammps(ptr=lmpptr)}
         return self._lmp_cache["lmp"]
 
-    def invoke(self, lmp) -> None:
-        """One classification of the current configuration (collective over all ranks)."""
+    def invoke(self, lmp, source: str = "driver") -> None:
+        """One classification of the current configuration (collective over all ranks).
+
+        ``source``: "fix" (fix python/invoke), "first" (the ``<prefix>_first`` companion
+        at the start of a run) or "driver"; the first two check the invoke period.
+        """
         if self.failed is not None:  # driver mode keeps calling after a failure
             raise self.failed
         try:
             with single_threaded_numpy_blas():  # gather and halo geometry run on numpy
-                self._invoke(lmp)
+                self._invoke(lmp, source)
         except InsituError as exc:
             if not exc.agreed:
                 exc = self._agree(describe(exc))
@@ -524,7 +619,7 @@ class InsituClassifier:
 
     # --- one invocation --------------------------------------------------------------------
 
-    def _invoke(self, lmp) -> None:
+    def _invoke(self, lmp, source: str = "driver") -> None:
         s = self.settings
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
@@ -534,6 +629,12 @@ class InsituClassifier:
         if first:
             self._setup(lmp)
         step = int(lmp.extract_global("ntimestep"))
+        if source == "fix":
+            self.check_invoke_period(step)
+            if self.last_step == step and self._last_source == "first":
+                return  # the companion fix classified this step already (declared first)
+        elif source == "first":
+            self.check_first_period(step)
         if s.every is not None and step % s.every:
             raise _fail(f"fix {s.fix}: lpfm_insitu was called at step {step}, which is not a "
                         f"multiple of every={s.every}: make the N of `fix ... python/invoke N "
@@ -629,6 +730,8 @@ class InsituClassifier:
         for k, v in timings.items():
             self.timings[k] = self.timings.get(k, 0.0) + v
         self.invocations += 1
+        self.last_step = step
+        self._last_source = source
 
     def _classify_periodic(self, positions, sub: Subdomain, scale: float):
         """The owned atoms of a single-rank periodic box, as ``classify_atoms`` does it."""
