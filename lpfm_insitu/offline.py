@@ -208,7 +208,10 @@ def classify_command(args) -> int:
 
         candidates = resolve_phases(candidates, model.phases)
     if getattr(args, "averaging_radius", None) is not None:
-        model.averaging_radius = args.averaging_radius
+        try:
+            model.averaging_radius = args.averaging_radius
+        except (TypeError, ValueError) as exc:
+            raise LPFMError(f"--averaging-radius {args.averaging_radius:g}: {exc}") from None
     results = [model.classify_atoms(atoms, denoise_steps=args.denoise_steps,
                                     tolerance=getattr(args, "tolerance", None),
                                     nn_distance=args.nn_distance, candidates=candidates)

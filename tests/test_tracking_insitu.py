@@ -476,3 +476,24 @@ def test_trigger_state_survives_restarts_in_process(tmp_path, fresh_prefixes):
         fresh(_frame(step, _labels(step), phases))
     fresh.close()
     assert read_time_series(tmp_path / "fresh" / "t.h5")["triggers"]["step"].tolist() == [80, 110]
+
+
+def test_restart_with_step_0_labels_keeps_the_checkpoint_and_does_not_fire_again(tmp_path):
+    """With the companion that classifies while a run is set up, a run restarted from a
+    checkpoint classifies the checkpoint's own step first: that must not fire the trigger
+    a second time, and the checkpoint's record must stay in the time series."""
+    from lpfm_insitu.timeseries import read_time_series
+
+    shutil.copy(MPI_SCRIPTS / "tracking_restart.in", tmp_path)
+    _run(tmp_path, "tracking_restart.in", {"first": 1})
+    original = read_time_series(tmp_path / "md.h5")
+    assert original["step"].tolist() == list(range(0, 201, 10))  # step 0 classified too
+    fired = original["triggers"]["step"].tolist()
+    assert len(fired) == RESTART_MAX
+    restarted = _run(tmp_path, "tracking_restart.in",
+                     {"first": 1, "restart_step": fired[0], "dumpfile": "md.restarted.dump"})
+    cont = read_time_series(tmp_path / "md.h5")
+    assert cont["step"].tolist() == list(range(0, 201, 10))
+    assert cont["triggers"]["step"].tolist() == fired
+    assert cont["triggers"]["description"] == original["triggers"]["description"]
+    assert f"checkpoint trigger 1/{RESTART_MAX} fired" not in restarted.stdout

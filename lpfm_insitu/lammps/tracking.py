@@ -230,6 +230,7 @@ class Tracker:
         self.last_trigger = ""
         self.last_trigger_step = -1
         self.replayed_rows = 0
+        self._resumed: tuple[int, list] | None = None  # (step, its checkpoint records)
         self._initial_range: tuple[float, float] | None = None
         self.fired: list[tuple[int, str]] = []  # (step, description) in this process
         self._values = self._empty_values()
@@ -396,9 +397,30 @@ class Tracker:
         self.stats, self.step, self.time, self.edges = stats, step, now, edges
         self._values = self._variable_values(stats)
 
+        if self._resumed is not None and self._resumed[0] == step:
+            self._resume_checkpoint(step, stats)
+            return
+        self._resumed = None
         fired = self.trigger.update(step, stats)
         if fired:
             self._checkpoint(frame, stats, fired)
+
+    def _resume_checkpoint(self, step: int, stats: PhaseStatistics) -> None:
+        """A restarted run classified its checkpoint's own step (the ``<prefix>_first``
+        companion does, while the run is set up): that checkpoint is written already.
+        Bring the trigger state to where the original run left it after this step, and
+        keep the checkpoint's record (rewriting the row at this step dropped it)."""
+        n_before = self.trigger.n_fired
+        self.trigger.update(step, stats)
+        self.trigger.record_checkpoint(step, stats)
+        self.trigger.n_fired = n_before + 1
+        self.trigger.last_fire_step = step
+        for description, files in self._resumed[1]:
+            self.series.record_trigger(step, self.time, description, files)
+            self.last_trigger, self.last_trigger_step = description, step
+            self.snapshot_file = files[0] if files else ""
+            self.restart_file = files[1] if len(files) > 1 else ""
+        self._resumed = None
 
     def _profile_bounds(self, frame) -> tuple[float, float]:
         if isinstance(self.profile_range, tuple):
@@ -458,6 +480,8 @@ class Tracker:
                 print(f"lpfm_insitu: warning: {w.message}", flush=True)
         if history:
             self._replay(history)
+            if history["triggers_here"]:
+                self._resumed = (step, history["triggers_here"])
         _register_close(self)
         if self.verbose and _rank(self.comm) == 0:
             if history and history["step"].size:
@@ -532,6 +556,8 @@ def _read_history(path: str, phases, step: int) -> dict | None:
            ("step", "counts", "n_atoms", "mean_confidence", "mean_op",
             "mean_confidence_per_phase")}
     out["trigger_steps"] = np.asarray(trig["step"])[tkeep]
+    out["triggers_here"] = [(d, f) for s, d, f in zip(trig["step"], trig["description"],
+                                                      trig["files"]) if int(s) == step]
     out["trigger_descriptions"] = [d for d, k in zip(trig["description"], tkeep) if k]
     out["trigger_files"] = [f for f, k in zip(trig["files"], tkeep) if k]
     out["initial_edges"] = None
