@@ -7,10 +7,19 @@ Input-script interface (LAMMPS built with the PYTHON package)::
     python       lpfm_invoke here """
     from lpfm_insitu.lammps import configure
     lpfm_invoke = configure(model="default", fix="lpfm", every=100,
-                            ops=["A_hP2_194_c", "A_hP3_191_ad", "A_cI2_229_a", "A_cF4_225_a"])
+                            ops=["hcp", "omega", "bcc", "fcc"])
     """
     fix          lpfm_run all python/invoke 100 end_of_step lpfm_invoke
+    python       lpfm_setup input 1 SELF format p exists   # labels at step 0 / `run 0` too
+    python       lpfm_setup invoke                          # (after the python/invoke line)
     dump         d all custom 100 out.dump id type x y z i_lpfm_phase d_lpfm_conf d2_lpfm_op[*]
+
+Phases are named by common name (fcc, bcc, hcp, omega, diamond, beta-Sn, ...; any case) or
+AFLOW label (A_hP2_194_c). ``fix python/invoke`` is not called while LAMMPS sets up a run
+(version 29Sep2021 and others), so without the two ``lpfm_setup`` lines the first labels
+come at step N; with them a ``fix ave/time`` companion (``lpfm_first``) classifies while
+the run is set up, before the first dump and thermo output. The invoke period must equal
+``every``: a different one stops the run.
 
 LAMMPS does not substitute ``${var}`` inside quotes; to take the model from a LAMMPS
 variable, ``shell putenv LPFM_MODEL=${lpfm_model}`` and ``model="$LPFM_MODEL"``.
