@@ -15,6 +15,8 @@ Input-script interface (LAMMPS with the PYTHON package; every line is needed)::
     python   lpfm_variables input 1 SELF format p exists
     python   lpfm_variables invoke           # declares the v_lpfm_* variables below
     fix      lpfm_run all python/invoke 50 end_of_step lpfm_invoke
+    python   lpfm_setup input 1 SELF format p exists   # optional: statistics at step 0 too
+    python   lpfm_setup invoke
     fix      lpfm_halt all halt 50 v_lpfm_checkpoint > 0 error continue   # AFTER lpfm_run
     thermo   50                              # a multiple of every: see "Variables"
     thermo_style custom step temp v_lpfm_frac_bcc v_lpfm_frac_hcp v_lpfm_conf_mean
@@ -65,8 +67,10 @@ Variables (python-style; declared by ``python lpfm_variables invoke``):
 They return the values of the LATEST invocation. ``fix python/invoke N end_of_step`` runs
 before thermo output and before ``fix halt`` at the same step (if ``fix halt`` is defined
 after it), so thermo lines at multiples of N show that step's statistics; at other steps
-they show the last multiple of N (``v_lpfm_step`` says which). Before the first
-invocation (step 0 is not classified) fractions are 0. ``prefix=`` renames every
+they show the last multiple of N (``v_lpfm_step`` says which). Without the
+``lpfm_setup`` lines step 0 is not classified and fractions read 0 until step N; with
+them, step 0 (and a ``run 0``) has its statistics. A run restarted from a checkpoint
+then classifies the checkpoint's step first: that does not fire the trigger again. ``prefix=`` renames every
 ``lpfm_`` above (two trackers in one input need two prefixes).
 
 Restarts: a run restarted from a checkpoint (``read_restart``) with the same ``track(...)``
