@@ -469,7 +469,7 @@ class InsituClassifier:
     def _period_message(self, missed: int, step: int) -> str:
         s = self.settings
         return (f"fix {s.fix}: configure(every={s.every}) but fix python/invoke did not call "
-                f"lpfm_insitu at step {missed} (it did by step {step}): the invoke period "
+                f"lpfm_insitu at step {missed} (found at step {step}): the invoke period "
                 f"differs from every. Make the N of `fix ... python/invoke N end_of_step "
                 f"...` equal to every ({s.every}), or change every")
 
