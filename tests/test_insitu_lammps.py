@@ -97,7 +97,8 @@ def test_classify_example_matches_single_process(tmp_path, run_lmp, averaged, re
     for step, cols, bounds, _ in frames:
         ref = loaded_model.classify_atoms(atoms_of(cols, bounds))
         labels = cols["i_lpfm_phase"].astype(int)
-        assert len(np.unique(labels)) >= 3, "the check needs varied labels"
+        # (step 0 is the barely rattled lattice: its labels are alike)
+        assert step == 0 or len(np.unique(labels)) >= 3, "the check needs varied labels"
         assert_matches(loaded_model, labels, cols["d_lpfm_conf"], stack(cols, "d2_lpfm_op"), ref,
                        op_idx, f"step {step}")
 
