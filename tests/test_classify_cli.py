@@ -263,3 +263,33 @@ def test_multi_frame_classify_shows_a_progress_bar(hot_copper_dump, tmp_path, ca
     captured = capsys.readouterr()
     assert "classify" in captured.err and "3/3" in captured.err
     assert "768 atoms in 3 frame(s)" in captured.out
+
+
+def test_track_then_plot_a_dump_trajectory(hot_copper_dump, tmp_path, capsys):
+    from lpfm_insitu.plotting import model_name, parent_index
+    from lpfm_insitu.timeseries import read_time_series
+
+    _, atoms = hot_copper_dump
+    trajectory = tmp_path / "traj.dump"
+    text = ""
+    for step in (0, 100, 200):
+        _write_dump(tmp_path / "frame.dump", atoms, step=step)
+        text += (tmp_path / "frame.dump").read_text()
+    trajectory.write_text(text)
+    series = tmp_path / "traj.h5"
+    assert main(["track", str(trajectory), "--output", str(series), "--model", "fast",
+                 "--candidates", "fcc,HCP,bcc", "--profile-axis", "z",
+                 "--profile-bins", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "wrote 3 frame(s)" in captured.out and "3/3" in captured.err
+    data = read_time_series(series)
+    assert len(data["step"]) == 3 and data["attrs"]["model_name"] == "fast"
+    assert model_name(data["attrs"]) == "fast"  # the title names the model, not its file
+    assert data["phases"][parent_index(data)] == FCC
+    known = np.asarray(data["fractions"])[:, :-1]
+    allowed = [data["phases"].index(p) for p in (FCC, "A_hP2_194_c", "A_cI2_229_a")]
+    assert np.allclose(np.delete(known, allowed, axis=1), 0.0)  # only the candidates
+    assert main(["plot", str(series), "--output-dir", str(tmp_path / "plots")]) == 0
+    names = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert names == ["traj_fractions.png", "traj_profile_dominant.png",
+                     "traj_profile_fractions.png"]
