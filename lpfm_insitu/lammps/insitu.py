@@ -439,7 +439,9 @@ class InsituClassifier:
         is: it evaluates a python-style variable while the run is set up, after the ghost
         atoms exist and before the first dump and thermo output. This declares such a
         fix, ``<prefix>_first``, every ``every`` steps; at steps the python/invoke fix has
-        classified already it returns at once.
+        classified already it returns at once. LAMMPS stops a ``reset_timestep`` while a
+        fix ave/time exists ("Invalid timestep reset for fix ave/time"): declare it after
+        any ``reset_timestep``, or ``unfix <prefix>_first`` before one.
         """
         lmp = self._lammps(lmpptr)
         for command in self.first_label_commands():
