@@ -83,6 +83,14 @@ def _colors(phases) -> list:
     return [phase_color(p, k) for k, p in enumerate(phases)]
 
 
+def _line_color(rgb):
+    """OVITO's light phase colours (fcc's pale green) darkened enough to read as a line
+    on white; the hue stays, so a line matches its phase's colour in the maps."""
+    rgb = np.asarray(rgb, dtype=float)
+    luminance = float(rgb @ [0.299, 0.587, 0.114])
+    return tuple(rgb * min(1.0, 0.62 / luminance)) if luminance > 0 else tuple(rgb)
+
+
 def _mark_triggers(axes, trig_x, color="tab:red"):
     for tx in trig_x:
         for a in axes:
@@ -100,8 +108,7 @@ def _plot_fractions(data, x, trig_x, xlabel, title, path: Path) -> Path:
         is_unknown = j == len(phases) - 1
         if is_unknown or (fr.shape[0] and np.nanmax(fr[:, j]) > MIN_FRACTION_SHOWN):
             style = ({"color": "0.35", "linestyle": ":"} if is_unknown
-                     else {"color": colors[j], "lw": 2})
-            # OVITO's light colours need a dark edge to stand out on white
+                     else {"color": _line_color(colors[j]), "lw": 2})
             ax.plot(x, fr[:, j], label=common_name(name), marker=marker, ms=3, **style)
     ax_conf.plot(x, data["mean_confidence"], color="k", lw=1, marker=marker, ms=2)
     _mark_triggers((ax, ax_conf), trig_x)
