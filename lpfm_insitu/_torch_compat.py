@@ -16,3 +16,37 @@ def allow_e3nn_constants() -> None:
 
 
 allow_e3nn_constants()
+
+
+def silence_torchscript_notes() -> None:
+    """e3nn compiles its modules with TorchScript when a network is built, and torch warns
+    about each of them (dozens of lines before any answer). They concern e3nn's code, not
+    the user's; only these messages are filtered."""
+    import warnings
+
+    for message in (r"The TorchScript type system doesn't support",
+                    r"`torch\.jit\.script` is deprecated",
+                    r"`torch\.jit\.script_method` is deprecated",
+                    r"`torch\.jit\.trace` is deprecated",
+                    # mace-torch sets this variable on import; e3nn's own load then warns
+                    r"Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD detected"):
+        warnings.filterwarnings("ignore", message=message)
+
+
+silence_torchscript_notes()
+
+
+def import_mace_quietly() -> bool:
+    """Import mace-torch without its notice that the optional cuequivariance accelerator
+    is missing (printed once per process, so once per MPI rank); ``lpfm doctor`` reports
+    it instead. Returns whether the notice was given."""
+    import contextlib
+    import io
+    import sys
+
+    if "mace.tools.cg" in sys.modules:
+        return False
+    notice = io.StringIO()
+    with contextlib.redirect_stdout(notice):
+        import mace.tools.cg  # noqa: F401
+    return "cuequivariance" in notice.getvalue()

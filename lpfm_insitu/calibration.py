@@ -228,7 +228,7 @@ def tune_step_size(model, grid=STEP_SIZE_GRID, denoise_steps: int = 8, structure
 
     scores = []
     try:
-        for step_size, max_step in grid:
+        for step_size, max_step in _progress(grid, "step sizes"):
             model.step_size, model.max_step = step_size, max_step
             synthetic = histories(structures)
             ideal_runs = at(histories(ideal), denoise_steps)
@@ -268,11 +268,21 @@ def tune_step_size(model, grid=STEP_SIZE_GRID, denoise_steps: int = 8, structure
             "n_hot_crystals": 0 if hot_crystals is None else len(hot_crystals)}
 
 
+def _progress(items, what: str):
+    """A progress bar on stderr for the slow loops of `lpfm calibrate`."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    return tqdm(items, desc=what, file=sys.stderr, leave=False, disable=len(items) < 2)
+
+
 def step_thresholds_on_liquid(model, liquid_frames, steps=(0, 1, 2, 4, 8),
                               quantile: float = 0.95) -> dict[int, float]:
     """Per denoising-step thresholds that leave ``quantile`` of a liquid's atoms unknown."""
     confidences = {k: [] for k in steps}
-    for atoms in liquid_frames:
+    for atoms in _progress(liquid_frames, "liquid frames"):
         result = model.classify_atoms(atoms, denoise_steps=max(steps), keep_history=True)
         for record in result.history:
             if record["step"] in confidences:

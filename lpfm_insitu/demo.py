@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .lammps.launch import PACKAGE_PARENT, run_lammps
+from .prototypes import common_name
 
 EXAMPLES = PACKAGE_PARENT / "lammps_examples"
 DEMO_EXAMPLE = "shock"
@@ -28,8 +29,8 @@ TRACK = "track.h5"
 #: outputs of an earlier run in the same folder, removed first (a new run must not
 #: continue an old time series)
 OUTPUTS = (TRACK, "checkpoints", "plots", "shock.dump", "log.lammps")
-SHORT = {"A_cI2_229_a": "bcc", "A_hP2_194_c": "hcp", "A_cF4_225_a": "fcc",
-         "A_hP3_191_ad": "omega", "unknown": "unknown"}
+#: phases the summary always lists (others only where their fraction shows)
+SHOWN = ("A_cI2_229_a", "A_hP2_194_c", "A_cF4_225_a", "A_hP3_191_ad", "unknown")
 
 
 def run_demo(n_ranks: int = 2, workdir: str | Path = "lpfm_demo", quick: bool = False,
@@ -123,8 +124,14 @@ def shocked_region(data) -> dict | None:
 
 
 def _fmt(fractions: dict, phases) -> str:
-    return ", ".join(f"{SHORT.get(p, p)} {fractions[p]:.3f}" for p in phases
-                     if fractions[p] >= 0.0005 or p in SHORT)
+    return ", ".join(f"{common_name(p)} {fractions[p]:.3f}" for p in phases
+                     if fractions[p] >= 0.0005 or p in SHOWN)
+
+
+def _length(value: float) -> str:
+    """A position in Å to 0.1 Å, never "-0.0" (a slab edge a hair below zero)."""
+    text = f"{value:.1f}"
+    return "0.0" if text == "-0.0" else text
 
 
 def summarize(track: Path, workdir: Path, wall: float, figures) -> str:
@@ -133,7 +140,7 @@ def summarize(track: Path, workdir: Path, wall: float, figures) -> str:
     data = read_time_series(track)
     phases = data["phases"]
     fr = np.asarray(data["fractions"])
-    shown = [p for p in SHORT if p in phases]
+    shown = [p for p in SHOWN if p in phases]
     first = dict(zip(phases, fr[0]))
     last = dict(zip(phases, fr[-1]))
     peak = dict(zip(phases, fr.max(axis=0)))
@@ -149,9 +156,9 @@ def summarize(track: Path, workdir: Path, wall: float, figures) -> str:
     region = shocked_region(data)
     if region:
         lo, hi = region["z_range"]
-        name = SHORT.get(region["parent"], region["parent"])
-        lines.append(f"shocked region at the end (z {lo:.0f}-{hi:.0f} A from the wall, "
-                     f"{region['slabs']} slabs where {name} < 0.5): "
+        name = common_name(region["parent"])
+        lines.append(f"shocked region at the end (z = {_length(lo)} to {_length(hi)} Å from "
+                     f"the wall, {region['slabs']} slabs where {name} < 0.5): "
                      f"{_fmt(region['fractions'], shown)}")
     trig = data["triggers"]
     lines.append(f"checkpoint triggers fired: {len(trig['step'])}")

@@ -119,6 +119,27 @@ def check_distribution(dist: str, module: str, fix: str) -> Check:
         return Check(dist, False, f"not importable ({type(exc).__name__}: {exc})", fix)
 
 
+def check_mace() -> Check:
+    """mace-torch, importing it quietly: its notice about the optional cuequivariance
+    accelerator becomes part of this check's line instead of a line of its own."""
+    import contextlib
+    import io
+
+    notice = io.StringIO()
+    with contextlib.redirect_stdout(notice), contextlib.redirect_stderr(notice):
+        try:
+            from ._torch_compat import import_mace_quietly
+
+            missing_accelerator = import_mace_quietly()
+        except Exception:  # noqa: BLE001 - check_distribution says what is wrong
+            missing_accelerator = False
+        check = check_distribution("mace-torch", "mace.modules", "pip install mace-torch")
+    if check.ok and (missing_accelerator or "cuequivariance" in notice.getvalue()):
+        check = Check(check.name, True, f"{check.detail}; optional cuequivariance accelerator "
+                                        "not installed (only speeds up CUDA GPUs)")
+    return check
+
+
 def check_models() -> list[Check]:
     try:
         from .modelfile import load_model, shipped_models
@@ -148,7 +169,7 @@ def run_checks() -> list[Check]:
     checks += check_lammps()
     checks += check_torch()
     checks.append(check_distribution("e3nn", "e3nn.o3", "pip install mace-torch (pins e3nn)"))
-    checks.append(check_distribution("mace-torch", "mace.modules", "pip install mace-torch"))
+    checks.append(check_mace())
     checks += check_models()
     return checks
 

@@ -233,11 +233,9 @@ class PhaseModel:
     def candidate_indices(self, candidates: Sequence[str] | None) -> np.ndarray:
         if candidates is None:
             return np.arange(len(self.phases))
-        unknown = [c for c in candidates if c not in self.phases]
-        if unknown:
-            raise ValueError(f"candidate phase(s) {unknown} are not in this model's phases "
-                             f"{list(self.phases)}")
-        return np.array([self.phases.index(c) for c in candidates])
+        from .prototypes import resolve_phases  # common names ("hcp") or AFLOW labels
+
+        return np.array([self.phases.index(c) for c in resolve_phases(candidates, self.phases)])
 
     @property
     def cutoff(self) -> float:

@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, safe_open
 
 from . import __version__
+from .errors import LPFMError
 from .allocator import keep_freed_memory
 from .inference import REFERENCE_ATOMIC_VOLUME, PhaseModel
 from .model import LPFMNetwork, ModelSpec, build_network, mace_architecture
@@ -31,7 +32,7 @@ DEFAULT_MODEL = "shape_aware"
 DEFAULT_ALIAS = "default"
 
 
-class ModelFileError(ValueError):
+class ModelFileError(LPFMError):
     """A model file that this version cannot use, with what to do about it."""
 
 

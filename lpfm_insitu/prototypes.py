@@ -30,7 +30,12 @@ __all__ = [
     "Prototype",
     "PROTOTYPES",
     "PROTOTYPE_LABELS",
+    "COMMON_NAMES",
     "build_prototype",
+    "common_name",
+    "display_names",
+    "resolve_phase",
+    "resolve_phases",
     "check_spacegroup",
     "nearest_neighbour_distance",
     "pearson_atom_count",
@@ -167,6 +172,111 @@ PROTOTYPE_LABELS: tuple[str, ...] = tuple(p.label for p in _PROTOTYPE_LIST)
 PROTOTYPES: dict[str, Prototype] = {p.label: p for p in _PROTOTYPE_LIST}
 
 assert len(PROTOTYPES) == len(_PROTOTYPE_LIST), "duplicate prototype label"
+
+
+#: The short name a user knows each prototype by (shown in plots, summaries, thermo
+#: variables and OVITO output), then other names accepted for it.  Names are matched
+#: case-insensitively, with "-", "_" and spaces ignored ("beta_Sn" is "beta-Sn").
+_NAMES: dict[str, tuple[str, ...]] = {
+    "A_cF4_225_a": ("fcc", "A1"),
+    "A_cI2_229_a": ("bcc", "A2"),
+    "A_hP2_194_c": ("hcp", "A3"),
+    "A_cF8_227_a": ("diamond", "A4", "cubic-diamond"),
+    "A_hP3_191_ad": ("omega", "omega-Ti"),
+    "A_hP4_194_f": ("lonsdaleite", "hexagonal-diamond", "hex-diamond"),
+    "A_cP1_221_a": ("sc", "simple-cubic", "alpha-Po", "Ah"),
+    "A_hP4_194_ac": ("dhcp", "double-hcp", "alpha-La", "A3'"),
+    "A_tI4_141_a": ("beta-Sn", "A5", "white-tin"),
+    "A_oC4_63_c": ("alpha-U", "A20"),
+    "A_cP8_223_ac": ("A15", "beta-W"),
+    "A_hR3_166_ac": ("alpha-Sm", "Sm-type", "C19"),
+    "A_tI2_139_a": ("bct", "bct-In", "In", "A6"),
+    "A_hR2_166_c": ("alpha-As", "A7"),
+    "A_hP1_191_a": ("sh", "simple-hexagonal"),
+    "A_cI16_206_c": ("BC8", "Si-III"),
+    "A_tP12_96_ab": ("ST12", "Ge-III"),
+    "A_cI58_217_ac2g": ("alpha-Mn", "A12"),
+    "A_cP20_213_cd": ("beta-Mn", "A13"),
+    "A_hP4_194_bc": ("graphite", "A9"),
+    "A_oC8_64_f": ("alpha-Ga", "A11"),
+    "A_hR1_166_a": ("alpha-Hg", "A10"),
+    "A_hP3_152_a": ("gamma-Se", "trigonal-Se", "Se", "A8"),
+    "A_oF8_70_a": ("gamma-Pu",),
+    "A_tP4_129_ac": ("beta-Np", "Ad"),
+}
+
+#: AFLOW label -> common name (the first of its names).
+COMMON_NAMES: dict[str, str] = {label: names[0] for label, names in _NAMES.items()}
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[-_\s]", "", str(name)).lower()
+
+
+def _alias_table() -> dict[str, str]:
+    table: dict[str, str] = {}
+    for label, names in _NAMES.items():
+        for name in (label, *names):
+            other = table.setdefault(_key(name), label)
+            if other != label:
+                raise AssertionError(f"phase name {name!r} is ambiguous: {other} or {label}")
+    return table
+
+
+_ALIASES = _alias_table()
+assert set(_NAMES) == set(PROTOTYPES), "every prototype needs a common name"
+
+
+def common_name(label: str) -> str:
+    """The short common name of an AFLOW label ("fcc"); other labels come back as they are."""
+    return COMMON_NAMES.get(str(label), str(label))
+
+
+def display_names(labels) -> list[str]:
+    """Common names of ``labels`` in order ("unknown" and unnamed labels unchanged)."""
+    return [common_name(label) for label in labels]
+
+
+def _valid_names(phases) -> str:
+    return ", ".join(f"{common_name(p)}" + (f" ({p})" if common_name(p) != p else "")
+                     for p in phases)
+
+
+def resolve_phase(name: str, phases=None, *, allow_unknown: bool = False) -> str:
+    """The phase label that ``name`` (a common name or an AFLOW label) stands for.
+
+    Case-insensitive; "-", "_" and spaces are ignored. With ``phases`` (a model's labels),
+    the answer must be one of them; labels outside the prototype table (a custom model's)
+    match exactly or case-insensitively. Raises :class:`PhaseNameError` listing the valid
+    names.
+    """
+    from .errors import PhaseNameError
+
+    text = str(name).strip()
+    if allow_unknown and _key(text) == "unknown":
+        return "unknown"
+    candidates = list(phases) if phases is not None else list(PROTOTYPE_LABELS)
+    if text in candidates:
+        return text
+    label = _ALIASES.get(_key(text))
+    if label is None:
+        by_key = {_key(p): p for p in candidates}
+        label = by_key.get(_key(text))
+    if label is not None and label in candidates:
+        return label
+    extra = ", or unknown" if allow_unknown else ""
+    if label is not None:
+        raise PhaseNameError(f"phase {text!r} ({label}) is not a phase of this model; "
+                             f"valid names: {_valid_names(candidates)}{extra}")
+    raise PhaseNameError(f"unknown phase name {text!r}; valid names (case-insensitive, "
+                         f"common name or AFLOW label): {_valid_names(candidates)}{extra}")
+
+
+def resolve_phases(names, phases=None) -> list[str]:
+    """:func:`resolve_phase` of each name; a comma-separated string is split first."""
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n.strip()]
+    return [resolve_phase(n, phases) for n in names]
 
 
 def _lookup(label: str) -> Prototype:

@@ -5,12 +5,18 @@ Design choices and why:
 * Only rank 0 touches the file; every public method is nevertheless called
   by all ranks, and rank 0 broadcasts whether its I/O worked, so an I/O
   error raises everywhere instead of leaving ranks stuck in a collective.
-* SWMR mode (``libver='latest'``, ``swmr_mode = True``) plus a flush after
-  every write: a person can open the file (``read_time_series``) to plot
-  the run while it is still going, and a writer killed by SIGKILL or a
-  batch-system timeout leaves every row appended so far readable.  Because
-  SWMR forbids creating objects later, all datasets (including the
-  ``triggers`` group and the optional profile) are created up front.
+* The file format of HDF5 1.8 (superblock version 2, ``LIBVER``) plus a flush
+  after every write: after a flush everything appended is on disk and the
+  file is consistent, so a person can open it with plain
+  ``h5py.File(path, "r")`` (or ``read_time_series``, ``lpfm plot``) to plot the
+  run while it goes on, and a writer killed by SIGKILL or a batch-system
+  timeout leaves every row appended so far readable by any HDF5 reader.
+  Not SWMR: SWMR needs the 1.10 format, whose superblock records "open for
+  write" and makes every plain reader refuse the file of a killed writer
+  until ``h5clear`` is run. The price is that a reader that opens the file
+  during the millisecond of a flush can see it half-written: readers retry.
+  All datasets (including the ``triggers`` group and the optional profile)
+  are created up front, so an append only grows datasets.
 * ``step`` is written last in each row, so it acts as the commit marker: a
   reader (and a reopening writer) uses the shortest row dataset's length,
   which hides a half-written last row.
@@ -18,11 +24,12 @@ Design choices and why:
   replays the steps after S.  Reopening the file appends, and the first
   write at a step not after the last stored one first drops every row (and
   trigger record) at or after that step, so the file keeps one row per step.
-* A writer that died leaves the HDF5 "open for write" flag set and HDF5
-  then refuses to reopen the file for writing.  Since the file is readable
-  in SWMR-read mode, it is recovered by copying it to a fresh file that
-  atomically replaces the old one (``os.replace``).  This assumes no other
-  writer is alive, which holds for a restarted simulation.
+* A file written by an earlier version (SWMR, 1.10 format) whose writer died
+  carries the "open for write" flag, and HDF5 refuses to reopen it.  It is
+  readable in SWMR-read mode, so it is recovered by copying it to a fresh
+  file (this version's format, without the flag) that atomically replaces
+  the old one (``os.replace``).  This assumes no other writer is alive,
+  which holds for a restarted simulation.
 * Files are written, and read, without HDF5's file lock, so a plotting
   session still holding the file cannot block a restarted run.
 """
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -38,6 +46,7 @@ from typing import Any, Mapping, Sequence
 import h5py
 import numpy as np
 
+from .errors import LPFMError
 from .phase_stats import PhaseStatistics, _root_call
 
 __all__ = ["PhaseTimeSeries", "read_time_series", "FORMAT_NAME", "FORMAT_VERSION"]
@@ -47,6 +56,11 @@ FORMAT_VERSION = 1
 
 _RESERVED_ATTRS = frozenset({"format", "format_version", "phases", "json_attrs", "profile_bins"})
 _TRIGGER_FIELDS = ("time", "description", "files", "step")  # "step" last: commit marker
+#: HDF5 format bounds: the 1.8 format (superblock version 2) has no "open for write" flag,
+#: so the file of a killed writer opens with any reader (see the module notes)
+LIBVER = ("v108", "latest")
+#: a reader that opens the file during a writer's flush may see it half-written
+READ_ATTEMPTS = 5
 
 
 # --------------------------------------------------------------------------
@@ -141,7 +155,7 @@ def _chunk_rows(row_shape: tuple, itemsize: int = 8) -> int:
 
 
 def _create_file(path: str, phases_all: list[str], attrs, profile_bins) -> h5py.File:
-    f = h5py.File(path, "w-", libver="latest", locking=False)
+    f = h5py.File(path, "w-", libver=LIBVER, locking=False)
     try:
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
@@ -171,7 +185,7 @@ def _open_existing_for_append(path: str) -> h5py.File:
     try:
         # No HDF5 file lock: a SWMR reader (someone plotting) still holding
         # the file from the previous run must not block the restarted run.
-        return h5py.File(path, "r+", libver="latest", locking=False)
+        return h5py.File(path, "r+", libver=LIBVER, locking=False)
     except OSError as exc:
         if "already open for write" not in str(exc):
             raise
@@ -179,7 +193,7 @@ def _open_existing_for_append(path: str) -> h5py.File:
     tmp = path + ".recover.tmp"
     try:
         with h5py.File(path, "r", swmr=True, locking=False) as src, \
-                h5py.File(tmp, "w", libver="latest") as dst:
+                h5py.File(tmp, "w", libver=LIBVER, locking=False) as dst:
             for key, value in src.attrs.items():
                 dst.attrs[key] = value
             for name in src:
@@ -196,7 +210,7 @@ def _open_existing_for_append(path: str) -> h5py.File:
         f"{path}: previous writer did not close the file (killed?); recovered all "
         "flushed rows into a clean copy", RuntimeWarning, stacklevel=3,
     )
-    return h5py.File(path, "r+", libver="latest", locking=False)
+    return h5py.File(path, "r+", libver=LIBVER, locking=False)
 
 
 def _row_datasets(f: h5py.File) -> list[h5py.Dataset]:
@@ -270,12 +284,11 @@ class PhaseTimeSeries:
         def _open():
             if not os.path.exists(self.path):
                 self._file = _create_file(self.path, phases_all, attrs, requested_bins)
-                self._file.swmr_mode = True
                 return None, None, requested_bins
             f = _open_existing_for_append(self.path)
             try:
                 info = self._check_existing(f, phases_all, attrs, requested_bins)
-                f.swmr_mode = True
+                f.flush()
             except BaseException:
                 f.close()
                 raise
@@ -472,13 +485,14 @@ class PhaseTimeSeries:
 # Reader
 # --------------------------------------------------------------------------
 def _open_for_read(path) -> h5py.File:
-    """SWMR read without taking a file lock, so reading never blocks a writer.
+    """Read without taking a file lock, so reading never blocks a writer.
 
     HDF5 refuses to open a file twice in one process with different locking
     settings, so if this process already holds it with locking, follow that.
+    SWMR read opens the file of a killed writer of an earlier version.
     """
     last = None
-    for kwargs in ({"swmr": True, "locking": False}, {"swmr": True}, {"locking": False}, {}):
+    for kwargs in ({"locking": False}, {}, {"swmr": True, "locking": False}, {"swmr": True}):
         try:
             return h5py.File(path, "r", **kwargs)
         except OSError as exc:
@@ -486,7 +500,32 @@ def _open_for_read(path) -> h5py.File:
     raise last
 
 
+def _not_a_time_series(path, why: str) -> LPFMError:
+    return LPFMError(
+        f"{os.fspath(path)!r} is not an lpfm phase time series ({why}): expected the HDF5 "
+        "file written by track() in LAMMPS or by `lpfm track`; make one from a dump with "
+        f"`lpfm track DUMP --output track.h5`")
+
+
 def read_time_series(path) -> dict[str, Any]:
+    """Everything in a time series file as numpy arrays (safe during a run); see
+    :func:`_read_time_series`. A file that is not a time series raises LPFMError."""
+    if not os.path.isfile(path):
+        raise LPFMError(f"time series file {os.fspath(path)!r} does not exist")
+    with open(path, "rb") as fh:
+        if fh.read(8) != b"\x89HDF\r\n\x1a\n":
+            raise _not_a_time_series(path, "not an HDF5 file")
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return _read_time_series(path)
+        except (OSError, KeyError, RuntimeError):
+            # opened during a writer's flush: the next flush is milliseconds away
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def _read_time_series(path) -> dict[str, Any]:
     """Everything in a time series file as numpy arrays (safe during a run).
 
     Keys: the row datasets (``step``, ``time``, ``fractions``, ``counts``,
@@ -497,6 +536,9 @@ def read_time_series(path) -> dict[str, Any]:
     ``description`` list, ``files`` list of lists).
     """
     with _open_for_read(path) as f:
+        if _to_str(f.attrs.get("format", "")) != FORMAT_NAME:
+            raise _not_a_time_series(path, "an HDF5 file without the format attribute "
+                                           f"{FORMAT_NAME!r}")
         rows = _row_datasets(f)
         n = min(ds.shape[0] for ds in rows)
         out: dict[str, Any] = {ds.name.lstrip("/"): ds[:n] for ds in rows}

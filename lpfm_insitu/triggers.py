@@ -23,7 +23,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence, Union
 
+from .errors import PhaseNameError
 from .phase_stats import PhaseStatistics
+from .prototypes import common_name, resolve_phase
 
 __all__ = [
     "FractionChange",
@@ -88,15 +90,24 @@ GRAMMAR = """\
               | "change:" PHASE ">" FRACTION   fraction of PHASE moved by more than FRACTION
                                                since the last checkpoint
               | "confidence<" VALUE            mean confidence falls below VALUE
-  PHASE      := a phase label of the model, or "unknown" (atoms the model rejects)
+  PHASE      := a phase of the model, by common name (hcp, omega, ...) or AFLOW label,
+                or "unknown" (atoms the model rejects)
   FRACTION   := number in [0, 1)    VALUE := number
-  example    : "appear:A_hP3_191_ad>0.05, change:A_hP2_194_c>0.1, confidence<2.0\""""
+  example    : "appear:omega>0.05, change:hcp>0.1, confidence<2.0\""""
 
 _NUM_RE = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _PHASE_RULE = re.compile(
     rf"^(?P<kind>(?i:appear|change))\s*:\s*(?P<phase>[^\s<>:,=]+)\s*>\s*(?P<value>{_NUM_RE})$"
 )
 _CONF_RULE = re.compile(rf"^(?i:confidence)\s*<\s*(?P<value>{_NUM_RE})$")
+
+
+def _shown(rule: Rule) -> str:
+    """The rule as a user reads it: its phase by common name ("appear:hcp>0.05")."""
+    phase = getattr(rule, "phase", None)
+    if phase is None or common_name(phase) == phase:
+        return rule.spec
+    return rule.spec.replace(f":{phase}>", f":{common_name(phase)}>", 1)
 
 
 def _syntax_error(token: str, why: str = "") -> ValueError:
@@ -130,12 +141,15 @@ def parse_rules(spec: str | None, phases: Sequence[str]) -> list[Rule]:
         if not m:
             raise _syntax_error(token)
         kind, phase, value = m["kind"].lower(), m["phase"], float(m["value"])
-        if phase not in valid:
-            close = difflib.get_close_matches(phase, valid, n=3)
+        try:  # a common name ("hcp") or a label of the model
+            phase = resolve_phase(phase, valid[:-1], allow_unknown=True)
+        except PhaseNameError as exc:
+            names = valid + [common_name(p) for p in valid]
+            close = difflib.get_close_matches(phase, names, n=3)
             hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-            raise ValueError(
-                f"trigger rule {token!r} names unknown phase {phase!r}{hint}; valid phases: {valid}"
-            )
+            raise PhaseNameError(
+                f"trigger rule {token!r} names unknown phase {phase!r}{hint}; {exc}"
+            ) from None
         if kind == "appear":
             if not 0.0 <= value < 1.0:
                 raise _syntax_error(token, "appear threshold must be in [0, 1)")
@@ -199,13 +213,14 @@ class CheckpointTrigger:
             if isinstance(rule, FractionChange):
                 base = self._baseline.setdefault(key, value)
                 if abs(value - base) > rule.threshold and not blocked:
-                    fired.append(f"{key} ({rule.phase} fraction {base:.4g} -> {value:.4g})")
+                    fired.append(f"{_shown(rule)} ({common_name(rule.phase)} fraction "
+                                 f"{base:.4g} -> {value:.4g})")
                 continue
             if not math.isfinite(value):
                 continue  # e.g. no atoms: no information, keep the state
             if isinstance(rule, PhaseAppears):
                 active = value > rule.threshold
-                what = f"{rule.phase} fraction {value:.4g}"
+                what = f"{common_name(rule.phase)} fraction {value:.4g}"
             else:
                 active = value < rule.threshold
                 what = f"mean confidence {value:.4g}"
@@ -216,7 +231,7 @@ class CheckpointTrigger:
                 self._armed[key] = True
             elif self._armed[key] and not blocked:
                 self._armed[key] = False
-                fired.append(f"{key} ({what})")
+                fired.append(f"{_shown(rule)} ({what})")
         if fired:
             self.n_fired += 1
             self.last_fire_step = step

@@ -87,3 +87,14 @@ def test_e3nn_imports_under_strict_torch_load_after_lpfm_insitu():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_doctor_prints_its_report_and_nothing_else():
+    """No TorchScript warnings from e3nn and no mace notice on a line of its own: the
+    optional accelerator is one remark inside the mace-torch line."""
+    result = subprocess.run([sys.executable, "-m", "lpfm_insitu.cli", "doctor"],
+                            capture_output=True, text=True, timeout=600)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert all(line.startswith(("[ok]", "[MISSING]", "      fix:")) for line in lines[:-1]), lines
+    assert "checks passed" in lines[-1]
+    assert sum("cuequivariance" in line for line in lines) <= 1

@@ -159,11 +159,11 @@ def test_readable_while_writer_is_open(tmp_path):
         data = read_time_series(path)  # writer still has the file open
         assert steps(data) == list(range(0, 91, 10))
         check_rows(data)
-        with h5py.File(path, "r", swmr=True) as f:  # a long-lived SWMR reader sees growth
+        with h5py.File(path, "r") as f:  # plain h5py, as a user would, mid-run
             assert f["step"].shape == (10,)
-            w.send("append 100 190", "done 190")
-            f["step"].refresh()
-            assert f["step"].shape == (20,)
+        w.send("append 100 190", "done 190")
+        with h5py.File(path, "r") as f:
+            assert f["step"][:].tolist() == list(range(0, 191, 10))
         assert steps(read_time_series(path)) == list(range(0, 191, 10))
         w.send("close", "closed")
     finally:
@@ -179,13 +179,14 @@ def test_sigkilled_writer_leaves_rows_and_restart_continues(tmp_path):
     finally:
         w.kill()  # SIGKILL: no close, no atexit
     assert w.proc.returncode == -signal.SIGKILL
+    with h5py.File(path, "r") as f:  # plain h5py opens the file of a killed writer
+        assert f["step"][:].tolist() == list(range(0, 491, 10))
     data = read_time_series(path)
     assert steps(data) == list(range(0, 491, 10))
     check_rows(data)
-    # A restart from a checkpoint at step 300 replays from 310: the file is
-    # recovered, rows after 300 dropped, one row per step afterwards.
-    with pytest.warns(RuntimeWarning, match="did not close"):
-        ts = PhaseTimeSeries.open(path, PHASES, {"model": "writer"})
+    # A restart from a checkpoint at step 300 replays from 310: rows after 300
+    # dropped, one row per step afterwards.
+    ts = PhaseTimeSeries.open(path, PHASES, {"model": "writer"})
     with ts:
         assert ts.last_step == 490
         for step in range(310, 401, 10):
@@ -194,6 +195,60 @@ def test_sigkilled_writer_leaves_rows_and_restart_continues(tmp_path):
     assert steps(data) == list(range(0, 401, 10))
     check_rows(data)
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+OLD_SWMR_WRITER = textwrap.dedent(
+    """
+    import sys, h5py
+    sys.path.insert(0, {test_dir!r})
+    from test_tracking_timeseries import PHASES, stats_at
+    from lpfm_insitu import timeseries
+    timeseries.LIBVER = "latest"  # an earlier version's SWMR file
+    ts = timeseries.PhaseTimeSeries.open(sys.argv[1], PHASES, {{"model": "writer"}})
+    for step in range(0, 101, 10):
+        ts.append(step, step * 1e-3, stats_at(step))
+    print("done", flush=True)
+    sys.stdin.readline()
+    """
+)
+
+
+def test_file_of_a_killed_swmr_writer_of_an_earlier_version_is_recovered(tmp_path):
+    path = tmp_path / "old.h5"
+    script = tmp_path / "old_writer.py"
+    script.write_text(OLD_SWMR_WRITER.format(test_dir=str(Path(__file__).parent)))
+    proc = subprocess.Popen([sys.executable, str(script), str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert proc.stdout.readline().strip() == "done"
+    finally:
+        proc.kill()
+        proc.wait(timeout=TIMEOUT)
+    with pytest.raises(OSError, match="already open for write"):
+        h5py.File(path, "r")  # what the SWMR format left behind
+    assert steps(read_time_series(path)) == list(range(0, 101, 10))
+    with pytest.warns(RuntimeWarning, match="did not close"):
+        ts = PhaseTimeSeries.open(path, PHASES, {"model": "writer"})
+    with ts:
+        ts.append(110, 0.11, stats_at(110))
+    with h5py.File(path, "r") as f:  # recovered into this version's format
+        assert f["step"][:].tolist() == list(range(0, 111, 10))
+
+
+def test_reading_something_else_names_the_file_and_the_fix(tmp_path):
+    from lpfm_insitu.errors import LPFMError
+
+    dump = tmp_path / "x.dump"
+    dump.write_text("ITEM: TIMESTEP\n0\n")
+    with pytest.raises(LPFMError, match=r"x.dump' is not an lpfm phase time series \(not an "
+                                        r"HDF5 file\).*lpfm track DUMP --output track.h5"):
+        read_time_series(dump)
+    other = tmp_path / "other.h5"
+    h5py.File(other, "w").close()
+    with pytest.raises(LPFMError, match="without the format attribute"):
+        read_time_series(other)
+    with pytest.raises(LPFMError, match="does not exist"):
+        read_time_series(tmp_path / "missing.h5")
 
 
 # -- restart continuation -----------------------------------------------------

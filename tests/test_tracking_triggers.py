@@ -81,14 +81,14 @@ def test_appear_fires_exactly_at_crossing_once_per_crossing():
     trig = CheckpointTrigger([PhaseAppears("A_hP3_191_ad", 0.05)])
     fired = run(trig, [stats(omega=w) for w in omega])
     assert list(fired) == [30, 80]
-    assert fired[30][0].startswith("appear:A_hP3_191_ad>0.05")
+    assert fired[30][0].startswith("appear:omega>0.05")
     assert trig.n_fired == 2 and trig.last_fire_step == 80
 
 
 def test_already_above_at_first_evaluation_is_not_a_crossing():
     trig = CheckpointTrigger([PhaseAppears("A_hP3_191_ad", 0.05)])
     fired = run(trig, [stats(omega=w) for w in (0.2, 0.3, 0.01, 0.2)])
-    assert fired == {30: ["appear:A_hP3_191_ad>0.05 (A_hP3_191_ad fraction 0.2)"]}
+    assert fired == {30: ["appear:omega>0.05 (omega fraction 0.2)"]}
 
 
 def test_cooldown_blocks_and_defers_crossing():
@@ -101,7 +101,7 @@ def test_cooldown_blocks_and_defers_crossing():
               stats(hcp=0.1, omega=0.1)]
     fired = run(trig, series)
     assert list(fired) == [10, 60]
-    assert fired[10][0].startswith("appear:A_hP2_194_c") and fired[60][0].startswith("appear:A_hP3_191_ad")
+    assert fired[10][0].startswith("appear:hcp") and fired[60][0].startswith("appear:omega")
 
 
 def test_crossing_that_disappears_during_cooldown_does_not_fire():
@@ -127,7 +127,7 @@ def test_change_uses_first_evaluation_then_last_checkpoint():
     assert "0.2 -> 0.31" in fired[20][0]
     trig.record_checkpoint(30, stats(hcp=0.35))
     assert run(trig, [stats(hcp=h) for h in (0.4, 0.44, 0.46)], start=40) == {
-        60: ["change:A_hP2_194_c>0.1 (A_hP2_194_c fraction 0.35 -> 0.46)"]}
+        60: ["change:hcp>0.1 (hcp fraction 0.35 -> 0.46)"]}
 
 
 def test_change_of_unknown_fraction_and_decrease():

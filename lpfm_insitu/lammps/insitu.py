@@ -7,10 +7,19 @@ Input-script interface (LAMMPS built with the PYTHON package)::
     python       lpfm_invoke here """
     from lpfm_insitu.lammps import configure
     lpfm_invoke = configure(model="default", fix="lpfm", every=100,
-                            ops=["A_hP2_194_c", "A_hP3_191_ad", "A_cI2_229_a", "A_cF4_225_a"])
+                            ops=["hcp", "omega", "bcc", "fcc"])
     """
     fix          lpfm_run all python/invoke 100 end_of_step lpfm_invoke
+    python       lpfm_setup input 1 SELF format p exists   # labels at step 0 / `run 0` too
+    python       lpfm_setup invoke                          # (after the python/invoke line)
     dump         d all custom 100 out.dump id type x y z i_lpfm_phase d_lpfm_conf d2_lpfm_op[*]
+
+Phases are named by common name (fcc, bcc, hcp, omega, diamond, beta-Sn, ...; any case) or
+AFLOW label (A_hP2_194_c). ``fix python/invoke`` is not called while LAMMPS sets up a run
+(version 29Sep2021 and others), so without the two ``lpfm_setup`` lines the first labels
+come at step N; with them a ``fix ave/time`` companion (``lpfm_first``) classifies while
+the run is set up, before the first dump and thermo output. The invoke period must equal
+``every``: a different one stops the run.
 
 LAMMPS does not substitute ``${var}`` inside quotes; to take the model from a LAMMPS
 variable, ``shell putenv LPFM_MODEL=${lpfm_model}`` and ``model="$LPFM_MODEL"``.
@@ -44,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -53,6 +63,8 @@ import numpy as np
 
 from ..blas_threads import single_threaded_numpy_blas
 from ..constants import UNKNOWN_PHASE
+from ..errors import PhaseNameError
+from ..prototypes import common_name, resolve_phases
 from . import hooks as hook_registry
 from .errors import ErrorSync, InsituError, describe, install_excepthook, merge_messages
 from .gather import Subdomain, custom_property, custom_width, gather_subdomain
@@ -146,7 +158,9 @@ def configure(*, model: str = "default", fix: str = "lpfm", every: int | None = 
         not a multiple of it stops the run (a mismatch is a mistake in the input).
     denoise_steps: score-ascent steps before labelling (the atoms in LAMMPS do not move).
     ops: which model phases get an order-parameter column in ``d2_<prefix>_op``:
-        "all" (every phase, model order), a list of phase labels (that order), or None.
+        "all" (every phase, model order), a list of phases (that order), or None. Phases
+        are named by common name ("fcc", "hcp", "omega", "beta-Sn"; case-insensitive) or
+        AFLOW label ("A_hP2_194_c"), here and in ``candidates``.
     export_displacement: write the denoising displacement into ``d2_<prefix>_disp 3``.
     types: LAMMPS atom types to classify (default: all). Atoms of other types are left
         out of the model's graph entirely (they are not part of the crystal, e.g. a
@@ -154,7 +168,8 @@ def configure(*, model: str = "default", fix: str = "lpfm", every: int | None = 
         counts only the classified atoms.
     nn_distance / atomic_volume: one fixed length scale for every atom instead of each
         atom's own, read from its neighbourhood (which needs neither, vacuum included).
-    candidates: restrict the argmax to these phases (labels still index all phases).
+    candidates: restrict the argmax to these phases, e.g. ["bcc", "hcp", "omega"] (labels
+        still index all phases).
     averaging_radius: labels, confidence and OPs from logits averaged over each atom's
         neighbours within this radius (Å at the model's 15 Å^3/atom; 0: each atom's own);
         default: the model file's. Ghosts get their owners' logits, so answers do not
@@ -194,6 +209,7 @@ def configure(*, model: str = "default", fix: str = "lpfm", every: int | None = 
     _agree_at_configure(problem)
     if settings.verbose:
         classifier.announce()
+    classifier.publish(sys.modules["__main__"].__dict__)
     return classifier.callback
 
 
@@ -212,8 +228,16 @@ class InsituClassifier:
         self.phases = self.model.phases
         self.op_indices = self._op_indices()
         if s.candidates is not None:
-            self.model.candidate_indices(s.candidates)  # raises for unknown phases
+            try:  # common names ("hcp") become the model's labels once, here
+                s.candidates = tuple(resolve_phases(s.candidates, self.phases))
+            except PhaseNameError as exc:
+                raise _fail(f"lpfm_insitu.lammps.configure: candidates={list(s.candidates)!r}: "
+                            f"{exc}") from None
         self.invocations = 0
+        self.last_step: int | None = None  # step of the last classification
+        self._fix_steps: list[int] = []  # steps at which fix python/invoke called (last 3)
+        self._first_steps: list[int] = []  # steps the <prefix>_first companion classified
+        self._last_source = ""
         self.timings: dict[str, float] = {}
         self.last: dict[str, float] = {}
         self.failed: InsituError | None = None
@@ -290,6 +314,9 @@ class InsituClassifier:
             # TorchScript warnings and a cuequivariance notice from the e3nn/mace imports,
             # once per rank, would bury LAMMPS' own output
             warnings.simplefilter("ignore")
+            from .._torch_compat import import_mace_quietly
+
+            import_mace_quietly()  # its accelerator notice would come once per rank
             from ..modelfile import ModelFileError, load_model
 
             try:
@@ -311,11 +338,12 @@ class InsituClassifier:
             ops = [s.ops]
         else:
             ops = list(s.ops)
-        unknown = [p for p in ops if p not in self.phases]
-        if unknown:
-            raise _fail(f"lpfm_insitu.lammps.configure: ops={ops!r}: phase(s) {unknown} are not "
-                        f"phases of model {s.model!r}; its phases are {list(self.phases)} "
-                        "(or use ops='all')")
+        try:
+            labels = resolve_phases(ops, self.phases)
+        except PhaseNameError as exc:
+            raise _fail(f"lpfm_insitu.lammps.configure: ops={ops!r}: {exc} (or use "
+                        "ops='all')") from None
+        ops = labels
         if len(set(ops)) != len(ops):
             raise _fail(f"lpfm_insitu.lammps.configure: ops={ops!r} lists a phase twice")
         return np.array([self.phases.index(p) for p in ops], dtype=np.int64)
@@ -335,11 +363,12 @@ class InsituClassifier:
         threshold = self.model.threshold_for(s.denoise_steps)
         lines = [f"{s.phase_column}: -1 = unknown (confidence < {threshold:.6g})"
                  + ("" if s.types is None else f" or type not in {list(s.types)}")]
-        lines += [f"{s.phase_column}: {k} = {p}" for k, p in enumerate(self.phases)]
+        lines += [f"{s.phase_column}: {k} = {_named(p)}" for k, p in enumerate(self.phases)]
         lines.append(f"{s.conf_column}: max logit over "
-                     + ("all phases" if s.candidates is None else f"{list(s.candidates)}"))
+                     + ("all phases" if s.candidates is None
+                        else ", ".join(_named(p) for p in s.candidates)))
         for col, k in enumerate(self.op_indices, start=1):
-            lines.append(f"{s.op_column}[{col}] = logit of {self.phases[k]} (phase {k})")
+            lines.append(f"{s.op_column}[{col}] = logit of {_named(self.phases[k])} (phase {k})")
         if s.export_displacement:
             lines.append(f"{s.disp_column}[1..3] = denoising displacement x y z "
                          f"({s.denoise_steps} steps, length units)")
@@ -375,10 +404,94 @@ class InsituClassifier:
         classifier = self
 
         def lpfm_invoke(lmpptr, *_vflag):  # post_force callbacks also pass vflag
-            classifier.invoke(classifier._lammps(lmpptr))
+            classifier.invoke(classifier._lammps(lmpptr), source="fix")
 
         lpfm_invoke.classifier = classifier
         return lpfm_invoke
+
+    # --- labels at the start of a run ---------------------------------------------------------
+
+    def _names(self) -> tuple[str, str]:
+        prefix = self.settings.prefix
+        return f"{prefix}_setup", f"{prefix}_first"
+
+    def publish(self, namespace: dict) -> None:
+        """Put ``<prefix>_setup`` and ``<prefix>_first`` into ``namespace`` (``__main__``,
+        where LAMMPS' ``python ... exists`` looks)."""
+        setup, first = self._names()
+        namespace[setup] = self.declare_first_labels
+        namespace[first] = self.first_labels
+
+    def first_label_commands(self) -> list[str]:
+        """LAMMPS commands that classify at the start of a run (see ``first_labels``)."""
+        s = self.settings
+        setup, first = self._names()
+        if s.every is None:
+            raise _fail(f"python {setup} invoke: labels at the start of a run need "
+                        "configure(every=N), the N of `fix ... python/invoke N end_of_step`")
+        return [f"python {first} input 1 SELF return v_{first} format pi exists",
+                f"variable {first} python {first}",
+                f"fix {first} all ave/time {s.every} 1 {s.every} v_{first}"]
+
+    def declare_first_labels(self, lmpptr) -> None:
+        """``python <prefix>_setup invoke`` (after the ``fix ... python/invoke`` line).
+
+        LAMMPS' ``fix python/invoke`` (version 29Sep2021 and others) is not called when a
+        run is set up, so step 0 (and a ``run 0``) would have no labels. ``fix ave/time``
+        is: it evaluates a python-style variable while the run is set up, after the ghost
+        atoms exist and before the first dump and thermo output. This declares such a
+        fix, ``<prefix>_first``, every ``every`` steps; at steps the python/invoke fix has
+        classified already it returns at once. LAMMPS stops a ``reset_timestep`` while a
+        fix ave/time exists ("Invalid timestep reset for fix ave/time"): declare it after
+        any ``reset_timestep``, or ``unfix <prefix>_first`` before one.
+        """
+        lmp = self._lammps(lmpptr)
+        for command in self.first_label_commands():
+            lmp.command(command)
+
+    def first_labels(self, lmpptr) -> int:
+        """The python-style variable of ``<prefix>_first``: classify unless done at this
+        step already (fix ave/time calls it at the same steps as fix python/invoke)."""
+        lmp = self._lammps(lmpptr)
+        step = int(lmp.extract_global("ntimestep"))
+        if self.last_step == step:
+            return 1
+        self.invoke(lmp, source="first")
+        return 1
+
+    def check_first_period(self, step: int) -> None:
+        """The companion classifies where python/invoke has not (yet): at the start of the
+        first run, or, if it is declared before the python/invoke fix, at every step just
+        before the fix does. If the fix then skipped such a step while it ran at later
+        ones, its period is not ``every``."""
+        previous = self._first_steps[-1] if len(self._first_steps) > 1 else None
+        self._first_steps = (self._first_steps + [step])[-4:]
+        if (previous is not None and self._fix_steps and max(self._fix_steps) > previous
+                and previous not in self._fix_steps):
+            raise _fail(self._period_message(previous, step))
+
+    def _period_message(self, missed: int, step: int) -> str:
+        s = self.settings
+        return (f"fix {s.fix}: configure(every={s.every}) but fix python/invoke did not call "
+                f"lpfm_insitu at step {missed} (found at step {step}): the invoke period "
+                f"differs from every. Make the N of `fix ... python/invoke N end_of_step "
+                f"...` equal to every ({s.every}), or change every")
+
+    def check_invoke_period(self, step: int) -> None:
+        """Stop when fix python/invoke's N is a multiple of ``every``: two consecutive
+        intervals of the same k x every steps (k >= 2). One such interval alone can be a
+        jump of the step counter (``minimize``, ``reset_timestep``)."""
+        s = self.settings
+        steps = (self._fix_steps + [step])[-3:]
+        self._fix_steps = steps
+        if s.every is None or len(steps) < 3:
+            return
+        gaps = np.diff(steps)
+        if gaps[0] == gaps[1] and gaps[0] > s.every and gaps[0] % s.every == 0:
+            raise _fail(
+                f"fix {s.fix}: lpfm_insitu is called every {int(gaps[0])} steps (steps "
+                f"{', '.join(map(str, steps))}) but configure(every={s.every}): make the N of "
+                f"`fix ... python/invoke N end_of_step ...` equal to every ({s.every})")
 
     def _lammps(self, lmpptr):
         """A ``lammps`` object for the pointer LAMMPS passes (cached: making one costs ~ms)."""
@@ -391,13 +504,17 @@ class InsituClassifier:
             self._lmp_cache = {"address": address, "lmp": lammps(ptr=lmpptr)}
         return self._lmp_cache["lmp"]
 
-    def invoke(self, lmp) -> None:
-        """One classification of the current configuration (collective over all ranks)."""
+    def invoke(self, lmp, source: str = "driver") -> None:
+        """One classification of the current configuration (collective over all ranks).
+
+        ``source``: "fix" (fix python/invoke), "first" (the ``<prefix>_first`` companion
+        at the start of a run) or "driver"; the first two check the invoke period.
+        """
         if self.failed is not None:  # driver mode keeps calling after a failure
             raise self.failed
         try:
             with single_threaded_numpy_blas():  # gather and halo geometry run on numpy
-                self._invoke(lmp)
+                self._invoke(lmp, source)
         except InsituError as exc:
             if not exc.agreed:
                 exc = self._agree(describe(exc))
@@ -515,7 +632,7 @@ class InsituClassifier:
 
     # --- one invocation --------------------------------------------------------------------
 
-    def _invoke(self, lmp) -> None:
+    def _invoke(self, lmp, source: str = "driver") -> None:
         s = self.settings
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
@@ -525,6 +642,12 @@ class InsituClassifier:
         if first:
             self._setup(lmp)
         step = int(lmp.extract_global("ntimestep"))
+        if source == "fix":
+            self.check_invoke_period(step)
+            if self.last_step == step and self._last_source == "first":
+                return  # the companion fix classified this step already (declared first)
+        elif source == "first":
+            self.check_first_period(step)
         if s.every is not None and step % s.every:
             raise _fail(f"fix {s.fix}: lpfm_insitu was called at step {step}, which is not a "
                         f"multiple of every={s.every}: make the N of `fix ... python/invoke N "
@@ -641,6 +764,8 @@ class InsituClassifier:
         for k, v in timings.items():
             self.timings[k] = self.timings.get(k, 0.0) + v
         self.invocations += 1
+        self.last_step = step
+        self._last_source = source
 
     def _classify_periodic(self, positions, sub: Subdomain, fixed_scale: float | None):
         """The owned atoms of a single-rank periodic box, as ``classify_atoms`` does it."""
@@ -733,6 +858,12 @@ class InsituClassifier:
                 f"{net.r_max:g}{denoise}) / length scale {scale:.4g}); ghosts now reach about "
                 f"{cov.ghost_reach:.3g}.\nAdd before the run:\n  comm_modify cutoff {suggest:g}\n"
                 f"({skin_text})")
+
+
+def _named(label: str) -> str:
+    """"hcp (A_hP2_194_c)": the common name, and the label the model files use."""
+    name = common_name(label)
+    return label if name == label else f"{name} ({label})"
 
 
 _MODEL_CACHE: dict = {}

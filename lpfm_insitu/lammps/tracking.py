@@ -6,18 +6,20 @@ Input-script interface (LAMMPS with the PYTHON package; every line is needed)::
     python   lpfm_invoke here """
     from lpfm_insitu.lammps import configure
     from lpfm_insitu.lammps.tracking import track
-    phases = ["A_cI2_229_a", "A_hP2_194_c", "A_cF4_225_a", "A_hP3_191_ad"]  # bcc hcp fcc omega
+    phases = ["bcc", "hcp", "fcc", "omega"]  # common names or AFLOW labels (A_hP2_194_c)
     lpfm_invoke = configure(model="default", every=50, candidates=phases, ops=phases)
     track(lpfm_invoke, h5="track.h5", profile_axis="z", profile_bins=40,
-          triggers="appear:A_hP2_194_c>0.05, change:A_cI2_229_a>0.2",
+          triggers="appear:hcp>0.05, change:bcc>0.2",
           cooldown=1000, max_checkpoints=3, snapshot_dir="checkpoints")
     """
     python   lpfm_variables input 1 SELF format p exists
     python   lpfm_variables invoke           # declares the v_lpfm_* variables below
     fix      lpfm_run all python/invoke 50 end_of_step lpfm_invoke
+    python   lpfm_setup input 1 SELF format p exists   # optional: statistics at step 0 too
+    python   lpfm_setup invoke
     fix      lpfm_halt all halt 50 v_lpfm_checkpoint > 0 error continue   # AFTER lpfm_run
     thermo   50                              # a multiple of every: see "Variables"
-    thermo_style custom step temp v_lpfm_frac_A_cI2_229_a v_lpfm_frac_A_hP2_194_c v_lpfm_conf_mean
+    thermo_style custom step temp v_lpfm_frac_bcc v_lpfm_frac_hcp v_lpfm_conf_mean
 
     label    lpfm_loop                       # the checkpoint loop: restart at the trigger step
     run      ${steps} upto
@@ -46,7 +48,9 @@ rank, after every invocation). At each invocation the tracker
 Variables (python-style; declared by ``python lpfm_variables invoke``):
 
 ==============================  ==========================================================
-``v_lpfm_frac_<phase>``         fraction of atoms labelled <phase> (every model phase)
+``v_lpfm_frac_<phase>``         fraction of atoms labelled <phase> (every model phase), by
+                                common name (``lpfm_frac_hcp``, ``lpfm_frac_beta_Sn``: "-"
+                                becomes "_") and by AFLOW label (``lpfm_frac_A_hP2_194_c``)
 ``v_lpfm_frac_unknown``         fraction of atoms below the confidence threshold
 ``v_lpfm_conf_mean``            mean confidence (max logit over the candidates)
 ``v_lpfm_op_<phase>``           mean order parameter (logit) of <phase> over atoms labelled
@@ -63,8 +67,10 @@ Variables (python-style; declared by ``python lpfm_variables invoke``):
 They return the values of the LATEST invocation. ``fix python/invoke N end_of_step`` runs
 before thermo output and before ``fix halt`` at the same step (if ``fix halt`` is defined
 after it), so thermo lines at multiples of N show that step's statistics; at other steps
-they show the last multiple of N (``v_lpfm_step`` says which). Before the first
-invocation (step 0 is not classified) fractions are 0. ``prefix=`` renames every
+they show the last multiple of N (``v_lpfm_step`` says which). Without the
+``lpfm_setup`` lines step 0 is not classified and fractions read 0 until step N; with
+them, step 0 (and a ``run 0``) has its statistics. A run restarted from a checkpoint
+then classifies the checkpoint's step first: that does not fire the trigger again. ``prefix=`` renames every
 ``lpfm_`` above (two trackers in one input need two prefixes).
 
 Restarts: a run restarted from a checkpoint (``read_restart``) with the same ``track(...)``
@@ -88,6 +94,7 @@ import numpy as np
 from ..phase_stats import (PhaseStatistics, _rank, _root_call, as_lammps_variables,
                            lammps_variable_name, profile_edges, reduce_phase_statistics,
                            spatial_profile)
+from ..prototypes import common_name
 from ..snapshot import write_snapshot
 from ..timeseries import PhaseTimeSeries, read_time_series
 from ..triggers import CheckpointTrigger, parse_rules
@@ -227,6 +234,7 @@ class Tracker:
         self.last_trigger = ""
         self.last_trigger_step = -1
         self.replayed_rows = 0
+        self._resumed: tuple[int, list] | None = None  # (step, its checkpoint records)
         self._initial_range: tuple[float, float] | None = None
         self.fired: list[tuple[int, str]] = []  # (step, description) in this process
         self._values = self._empty_values()
@@ -239,10 +247,27 @@ class Tracker:
     def _empty_values(self) -> dict[str, float]:
         zero = PhaseStatistics(self.phases, np.zeros(len(self.phases) + 1, np.int64), 0,
                                float("nan"), np.full(len(self.phases), np.nan))
-        values = {self._name(k): v for k, v in as_lammps_variables(zero).items()}
+        return self._variable_values(zero)
+
+    def _variable_values(self, stats: PhaseStatistics) -> dict[str, float]:
+        """Every python-style variable's value: per phase under its common name
+        (``lpfm_frac_hcp``) and under its AFLOW label (``lpfm_frac_A_hP2_194_c``, the
+        names of earlier versions, kept so existing input scripts keep working)."""
+        values = {self._name(k): v for k, v in as_lammps_variables(stats).items()}
+        for k, phase in enumerate(self.phases):
+            values[self._op_name(phase)] = float(stats.mean_op[k])
         for phase in self.phases:
-            values[self._op_name(phase)] = float("nan")
+            common = common_name(phase)
+            if common == phase:
+                continue
+            for name in (self._frac_name, self._op_name):
+                alias = name(common)
+                if alias not in values:  # a label never loses its own name to an alias
+                    values[alias] = values[name(phase)]
         return values
+
+    def _frac_name(self, phase: str) -> str:
+        return self._name(lammps_variable_name(phase))
 
     def _op_name(self, phase: str) -> str:
         return self._name(lammps_variable_name(phase).replace("lpfm_frac_", "lpfm_op_", 1))
@@ -275,6 +300,8 @@ class Tracker:
                               else self.profile_range),
             "snapshot_dir": self.snapshot_dir,
             "time_origin": self.time_origin,
+            # LAMMPS unit style of the times and positions (plots label their axes with it)
+            "units": str(getattr(clf, "units", None) or "unknown"),
         }
         out.update(self.user_attrs)
         return out
@@ -372,14 +399,32 @@ class Tracker:
         now = float(frame.time) - self.time_origin
         self.series.append(step, now, stats, profile=profile, profile_edges=edges)
         self.stats, self.step, self.time, self.edges = stats, step, now, edges
-        values = {self._name(k): v for k, v in as_lammps_variables(stats).items()}
-        for k, phase in enumerate(self.phases):
-            values[self._op_name(phase)] = float(stats.mean_op[k])
-        self._values = values
+        self._values = self._variable_values(stats)
 
+        if self._resumed is not None and self._resumed[0] == step:
+            self._resume_checkpoint(step, stats)
+            return
+        self._resumed = None
         fired = self.trigger.update(step, stats)
         if fired:
             self._checkpoint(frame, stats, fired)
+
+    def _resume_checkpoint(self, step: int, stats: PhaseStatistics) -> None:
+        """A restarted run classified its checkpoint's own step (the ``<prefix>_first``
+        companion does, while the run is set up): that checkpoint is written already.
+        Bring the trigger state to where the original run left it after this step, and
+        keep the checkpoint's record (rewriting the row at this step dropped it)."""
+        n_before = self.trigger.n_fired
+        self.trigger.update(step, stats)
+        self.trigger.record_checkpoint(step, stats)
+        self.trigger.n_fired = n_before + 1
+        self.trigger.last_fire_step = step
+        for description, files in self._resumed[1]:
+            self.series.record_trigger(step, self.time, description, files)
+            self.last_trigger, self.last_trigger_step = description, step
+            self.snapshot_file = files[0] if files else ""
+            self.restart_file = files[1] if len(files) > 1 else ""
+        self._resumed = None
 
     def _profile_bounds(self, frame) -> tuple[float, float]:
         if isinstance(self.profile_range, tuple):
@@ -439,6 +484,8 @@ class Tracker:
                 print(f"lpfm_insitu: warning: {w.message}", flush=True)
         if history:
             self._replay(history)
+            if history["triggers_here"]:
+                self._resumed = (step, history["triggers_here"])
         _register_close(self)
         if self.verbose and _rank(self.comm) == 0:
             if history and history["step"].size:
@@ -513,6 +560,8 @@ def _read_history(path: str, phases, step: int) -> dict | None:
            ("step", "counts", "n_atoms", "mean_confidence", "mean_op",
             "mean_confidence_per_phase")}
     out["trigger_steps"] = np.asarray(trig["step"])[tkeep]
+    out["triggers_here"] = [(d, f) for s, d, f in zip(trig["step"], trig["description"],
+                                                      trig["files"]) if int(s) == step]
     out["trigger_descriptions"] = [d for d, k in zip(trig["description"], tkeep) if k]
     out["trigger_files"] = [f for f, k in zip(trig["files"], tkeep) if k]
     out["initial_edges"] = None

@@ -93,7 +93,15 @@ def check_configuration_errors(model):
                  "no shipped model named 'no_such_model'")
     expect_error("unknown OP phase",
                  lambda: configure(model=model, ops=["A_cF4_225_a", "A_xx_1_a"], verbose=False),
-                 "A_xx_1_a", "not phases of model", "A_hP2_194_c")
+                 "A_xx_1_a", "unknown phase name", "hcp (A_hP2_194_c)", "ops='all'")
+    # common names, any case, in ops and candidates
+    clf = configure(model=model, ops=["fcc", "HCP"], candidates=["fcc", "hcp", "bcc"],
+                    verbose=False).classifier
+    assert [clf.phases[k] for k in clf.op_indices] == ["A_cF4_225_a", "A_hP2_194_c"]
+    assert clf.settings.candidates == ("A_cF4_225_a", "A_hP2_194_c", "A_cI2_229_a")
+    expect_error("unknown candidate",
+                 lambda: configure(model=model, candidates=["fcc", "hpc"], verbose=False),
+                 "candidates=", "'hpc'", "hcp (A_hP2_194_c)")
     expect_error("fp16 on the CPU",
                  lambda: configure(model=model, precision="fp16", device="cpu", verbose=False),
                  "fp16", "bf16")
