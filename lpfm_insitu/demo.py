@@ -64,7 +64,8 @@ DEMOS = {
         {"nx": 4, "ny": 3, "nz": 6, "steps_eq": 250, "erate": -0.04, "steps_ramp": 1500,
          "steps_hold": 500},
         (TRACK, "checkpoints", "plots", "ti_omega.dump", "log.lammps", "omega_check.json"),
-        check=("analyze_omega.py", "ti_omega.dump", "--json", "omega_check.json")),
+        check=("analyze_omega.py", "ti_omega.dump", "--json", "omega_check.json",
+               "--timeline", "plots/ptm_vs_model.png")),
 }
 DEFAULT_EXAMPLE = "shock"
 # the shock example's names, kept for callers of earlier versions

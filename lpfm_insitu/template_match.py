@@ -159,6 +159,15 @@ def neighbour_shells(atoms: Atoms, k: int) -> np.ndarray:
     return shells / np.linalg.norm(shells, axis=2).mean(axis=1)[:, None, None]
 
 
+def shell_sizes(atoms: Atoms, k_min: int = 8, k_max: int = 16) -> np.ndarray:
+    """Every atom's first-shell size: neighbours before the largest relative gap in its
+    k_min..k_max nearest distances (ideal omega: 14 at 1a, 11 at 2d; hcp, fcc: 12; bcc: 14)."""
+    shells = neighbour_shells(atoms, k_max + 1)
+    d = np.linalg.norm(shells, axis=2)
+    ratio = d[:, k_min:] / d[:, k_min - 1:-1]
+    return k_min + np.argmax(ratio, axis=1)
+
+
 def match_templates(atoms: Atoms, templates: list[Template] | None = None) -> dict:
     """Per-atom RMSD against every template; ``best`` is the index of the smallest.
 
