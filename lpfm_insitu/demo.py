@@ -60,9 +60,10 @@ DEMOS = {
         (TRACK, "checkpoints", "plots", "shock.dump", "log.lammps"), wall_region=True),
     "ti": Example(
         "ti_omega", "in.ti_omega", "Ti alpha -> omega ramp example",
-        # 288 Ti atoms (4 x 3 x 6 cells), 0.5 ps NPT, 4 %/ps to 12 %, 1 ps held
-        {"nx": 4, "ny": 3, "nz": 6, "steps_eq": 250, "erate": -0.04, "steps_ramp": 1500,
-         "steps_hold": 500},
+        # 288 Ti atoms (4 x 3 x 6 cells), 0.2 ps NPT, 4 %/ps to 6 %, 0.5 ps held: the
+        # machinery, not the transformation (the full run's HCP transforms at 13.5 %)
+        {"nx": 4, "ny": 3, "nz": 6, "steps_eq": 100, "erate": -0.04, "steps_ramp": 750,
+         "steps_hold": 250},
         (TRACK, "checkpoints", "plots", "ti_omega.dump", "log.lammps", "omega_check.json"),
         check=("analyze_omega.py", "ti_omega.dump", "--json", "omega_check.json",
                "--timeline", "plots/ptm_vs_model.png")),
