@@ -50,6 +50,8 @@ class Example:
     wall_region: bool = False
     #: a model-free check run on the last frame: (script, arguments)
     check: tuple = field(default_factory=tuple)
+    #: how to go on from a checkpoint
+    restart_hint: str = "the checkpoints/restart.STEP files are LAMMPS restarts"
 
 
 DEMOS = {
@@ -57,7 +59,9 @@ DEMOS = {
         "shock", "in.shock", "shock example",
         # 2,560 Fe atoms, 0.2 ps NPT, 1 ps of shock
         {"nshock": 20, "steps_eq": 100, "steps_shock": 1000},
-        (TRACK, "checkpoints", "plots", "shock.dump", "log.lammps"), wall_region=True),
+        (TRACK, "checkpoints", "plots", "shock.dump", "log.lammps"), wall_region=True,
+        restart_hint="continue from a checkpoint: mpirun -np 2 lmp -in in.shock "
+                     "-var restart_step STEP -var dumpfile other.dump"),
     "ti": Example(
         "ti_omega", "in.ti_omega", "Ti alpha -> omega ramp example",
         # 288 Ti atoms (4 x 3 x 6 cells), 0.2 ps NPT, 4 %/ps to 6 %, 0.5 ps held: the
@@ -236,8 +240,7 @@ def summarize(track: Path, workdir: Path, wall: float, figures,
     dumps = sorted(p.name for p in workdir.glob("*.dump"))
     lines.append(f"files written in {workdir}: {', '.join(written + dumps)}, log.lammps, "
                  "checkpoints/")
-    lines.append(f"(re-plot: lpfm plot {workdir / TRACK}; continue from a checkpoint: "
-                 f"mpirun -np 2 lmp -in {spec.input} ..., see the example's README)")
+    lines.append(f"(re-plot: lpfm plot {workdir / TRACK}; {spec.restart_hint})")
     return "\n".join(lines)
 
 
