@@ -57,6 +57,8 @@ def test_time_series_starts_from_hcp_and_tracks_every_250_steps(quick_ti):
     fr = np.asarray(data["fractions"])
     assert data["step"].tolist() == list(range(250, LAST_STEP + 1, 250))
     assert (data["n_atoms"] == N_ATOMS).all()
+    # time counts from the start of the ramp (2 fs steps), not of the equilibration
+    np.testing.assert_allclose(data["time"], 0.002 * data["step"], atol=1e-9)
     np.testing.assert_allclose(fr.sum(axis=1), 1.0, atol=1e-12)
     assert fr[0, data["phases"].index(HCP)] > 0.95, fr[0]
     for name in ("track_fractions.png", "track_profile_fractions.png", "ptm_vs_model.png"):
