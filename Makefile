@@ -1,11 +1,14 @@
 # Two entry points for a fresh Debian 12 machine (run as root, or with sudo available):
 #   make demo   set everything up, then run the shock-tracking example on 2 MPI ranks
+#               (make demo EXAMPLE=ti: the Ti alpha -> omega ramp)
 #   make test   set everything up, then run the test suite
 # Both are idempotent: a second run skips what is already installed.
 
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
 NP          ?= 2
+# the example `make demo` runs: shock (Fe, BCC -> HCP) or ti (Ti alpha -> omega ramp)
+EXAMPLE     ?= shock
 # torch: the CPU build by default; set TORCH_SPEC to a CUDA build on a GPU machine.
 TORCH_SPEC  ?= torch==2.13.0
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -38,7 +41,7 @@ doctor: setup
 	$(VENV)/bin/lpfm doctor
 
 demo: setup
-	$(VENV)/bin/lpfm demo --np $(NP)
+	$(VENV)/bin/lpfm demo --np $(NP) --example $(EXAMPLE)
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

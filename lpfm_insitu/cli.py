@@ -71,7 +71,8 @@ def _classify(args) -> int:
 
 def _demo(args) -> int:
     from .demo import run_demo
-    return run_demo(n_ranks=args.np, workdir=args.workdir, quick=args.quick)
+    return run_demo(n_ranks=args.np, workdir=args.workdir, quick=args.quick,
+                    example=args.example)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -135,7 +136,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_classify)
 
-    p = sub.add_parser("demo", help="run the shock-tracking example with the shipped model")
+    p = sub.add_parser("demo", help="run a phase-tracking example (the Fe shock, or Ti "
+                                    "alpha -> omega) with the shipped model")
+    p.add_argument("--example", default="shock", choices=("shock", "ti"),
+                   help="shock: BCC Fe shocked, BCC -> HCP (default); ti: HCP Ti ramped "
+                        "along c, alpha -> omega, with a model-free check of the omega")
     p.add_argument("--np", type=int, default=2, help="MPI ranks")
     p.add_argument("--workdir", default="lpfm_demo",
                    help="folder for the run's outputs (default: ./lpfm_demo, which the "
