@@ -15,8 +15,10 @@ than another. Here each atom's volume is estimated locally:
    whatever the prototype (measured on the 25 prototypes at 15 Å^3/atom: within 0.7%
    ideal, within 1.5% at 0.15 Å of noise), where a first-shell length would depend on the
    prototype (diamond's shell is short for its density, graphite's very short);
-3. the atom's volume averaged with its neighbours' within ``SMOOTHING_RADIUS x L_i``
-   (their values come from their owners, so a subdomain gives the periodic answer).
+3. the atom's volume averaged with its neighbours' within ``SMOOTHING_RADIUS x L_i``,
+   leaving out exposed (free-surface, isolated) atoms, whose kernel sees half a crystal;
+   an exposed atom takes its scale from its unexposed neighbours (their values come from
+   their owners, so a subdomain gives the periodic answer).
 
 The scale is held fixed while a structure is denoised, so the score stays the gradient
 of one scalar. The same kernel gives each atom's *openness*: the length of the kernel-
@@ -162,11 +164,23 @@ def estimate_local_scale(positions: np.ndarray, n_owned: int,
                              for a in range(3)], axis=1)
     openness = np.linalg.norm(first_moment, axis=1) / (width * density_sum)
 
-    every_volume = forward(volume[:, None])[:, 0]
+    exposed = (openness > SURFACE_OPENNESS) | isolated
+    # one exchange carries both: a ghost's volume and whether its owner is exposed
+    every = forward(np.stack([volume, exposed.astype(float)], axis=1))
+    every_volume, every_exposed = every[:, 0], every[:, 1] > 0.5
     near = length < SMOOTHING_RADIUS * mean_distance[centre]
     neighbour_of = receiver[owned][inside][near]
-    total = volume + np.bincount(centre[near], every_volume[neighbour_of], minlength=n_owned)
-    smoothed = total / (1.0 + np.bincount(centre[near], minlength=n_owned))
+    # an exposed atom's kernel sees half a crystal: its volume would bias its neighbours,
+    # and its own scale is taken from theirs (which also keeps its reach, and so every
+    # rank's ghost shell, that of the material)
+    counted = ~every_exposed[neighbour_of]
+    centre_near = centre[near][counted]
+    total = np.bincount(centre_near, every_volume[neighbour_of][counted], minlength=n_owned)
+    count = np.bincount(centre_near, minlength=n_owned).astype(float)
+    keep_own = ~exposed | (count == 0)  # an atom with no unexposed neighbour keeps its own
+    total += np.where(keep_own, volume, 0.0)
+    count += keep_own
+    smoothed = total / count
     scale = (reference_volume / smoothed) ** (1.0 / 3.0)
     floor = SCALE_FLOOR * (reference_volume * np.sqrt(2.0)) ** (1.0 / 3.0) * SEARCH_REACH / search_reach
     scale = np.maximum(scale, floor)
