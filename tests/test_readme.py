@@ -80,16 +80,16 @@ def test_readme_lammps_lines_run_with_tracking_under_the_readmes_launch(tmp_path
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     header, rows = thermo_table(result.stdout)
-    fcc = header.index("v_lpfm_frac_A_cF4_225_a")
+    fcc = header.index("v_lpfm_frac_fcc")
     unknown = header.index("v_lpfm_frac_unknown")
-    classified = [r for r in rows if r[0] >= 100]
-    assert len(classified) == 10
+    classified = [r for r in rows if r[0] >= 0]
+    assert len(classified) == 11  # step 0 included
     assert all(r[fcc] > 0.95 and r[unknown] < 0.05 for r in classified), classified
     with h5py.File(tmp_path / "track.h5", "r") as series:
-        assert list(series["step"][:]) == list(range(100, 1001, 100))
+        assert list(series["step"][:]) == list(range(0, 1001, 100))
     dump = (tmp_path / "lpfm.dump").read_text()
     steps = [int(s) for s in re.findall(r"ITEM: TIMESTEP\n(\d+)", dump)]
-    assert steps == list(range(100, 1001, 100))  # no unclassified frame at step 0
+    assert steps == list(range(0, 1001, 100))  # step 0 is classified and dumped
     assert "i_lpfm_phase d_lpfm_conf d2_lpfm_op[1] d2_lpfm_op[2] d2_lpfm_op[3] d2_lpfm_op[4]" \
         in dump
 
