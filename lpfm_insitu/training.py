@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .graph import periodic_graph
+from .errors import LPFMError
 from .inference import PhaseModel
 from .model import ModelSpec, build_network
 from .modelfile import save_model
@@ -64,7 +65,7 @@ class TrainingConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"{path}: unknown training setting(s) {sorted(unknown)}; "
+            raise LPFMError(f"{path}: unknown training setting(s) {sorted(unknown)}; "
                              f"known settings: {sorted(known)}")
         return cls(**values)
 
@@ -122,7 +123,7 @@ def _spec_and_network(config: TrainingConfig, phases: tuple[str, ...]):
 
     other = sorted(set(backbone) - FROZEN_BACKBONE_KEYS)
     if other or ("mace_file" in backbone) == ("mace_mp" in backbone):
-        raise ValueError(
+        raise LPFMError(
             f"a frozen MACE backbone takes exactly one of 'mace_file' (a local MACE model file) "
             f"or 'mace_mp' (a MACE-MP release name, downloaded by mace-torch) and optionally "
             f"'element' (atomic number whose embedding is used); got {sorted(backbone)}")
@@ -149,7 +150,7 @@ class Trainer:
                                    for p in PROTOTYPE_LABELS])
         strain = dict(config.strain)
         if set(strain) - STRAIN_SETTINGS:
-            raise ValueError(f"unknown strain setting(s) {sorted(set(strain) - STRAIN_SETTINGS)}; "
+            raise LPFMError(f"unknown strain setting(s) {sorted(set(strain) - STRAIN_SETTINGS)}; "
                              f"known settings: {sorted(STRAIN_SETTINGS)}")
         for key in ("scale_range", "uniaxial_range"):
             if key in strain:
@@ -201,7 +202,7 @@ class Trainer:
         mismatched = {k for k in ("backbone", "decoder", "phases", "seed", "target_atoms")
                       if saved.get(k) != asdict(self.config).get(k)}
         if mismatched:
-            raise ValueError(f"checkpoint {self.checkpoint_path} was made with other settings "
+            raise LPFMError(f"checkpoint {self.checkpoint_path} was made with other settings "
                              f"({sorted(mismatched)}); remove it or restore those settings")
         self.network.load_state_dict(state["network"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from . import SECTIONS
+from ..errors import LPFMError
 
 
 def _log(message: str) -> None:
@@ -85,7 +86,7 @@ def run_bench(args: argparse.Namespace) -> int:
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in SECTIONS]
     if unknown:
-        raise ValueError(f"unknown benchmark section(s) {unknown}; choose from {list(SECTIONS)}")
+        raise LPFMError(f"unknown benchmark section(s) {unknown}; choose from {list(SECTIONS)}")
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     results_path = output / "results.json"

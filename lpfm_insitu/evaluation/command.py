@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import SECTIONS
+from ..errors import LPFMError
 
 
 def _log(message: str) -> None:
@@ -88,7 +89,7 @@ def run_evaluation(args) -> int:
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
-        raise ValueError(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
+        raise LPFMError(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
