@@ -17,7 +17,6 @@ from typing import Protocol, Sequence
 
 import numpy as np
 import torch
-from scipy.sparse import coo_matrix
 
 from .blas_threads import single_threaded_numpy_blas
 from .constants import UNKNOWN_PHASE
@@ -292,7 +291,9 @@ class PhaseModel:
         edge_index = torch.as_tensor(graph.edge_index, device=self.device)
         shifts = torch.tensor(graph.shifts, dtype=torch.float32, device=self.device)
         cand = torch.as_tensor(candidates, device=self.device)
-        with torch.set_grad_enabled(need_gradient), self._autocast():
+        # classifying keeps no autograd graph (less memory, no bookkeeping)
+        grad_mode = torch.enable_grad() if need_gradient else torch.inference_mode()
+        with grad_mode, self._autocast():
             logits = self.network(pos, edge_index, shifts, n_owned).float()
         gradient = None
         if need_gradient:
@@ -436,17 +437,25 @@ class PhaseModel:
         every_atom = halo.forward(logits)  # ghosts get their owners' logits
         if n_owned == 0:
             return logits
-        if network_graph is not None:
-            centre, neighbour = network_graph.within(model_positions,
-                                                     self.averaging_radius).edge_index
+        graph = network_graph if network_graph is not None else \
+            graph_of(model_positions, self.averaging_radius)
+        receiver = torch.from_numpy(graph.edge_index[1])
+        sender = torch.from_numpy(graph.edge_index[0])
+        if graph.lengths is not None:  # measured by the search, on these positions
+            lengths = torch.from_numpy(graph.lengths)
         else:
-            centre, neighbour = graph_of(model_positions, self.averaging_radius).edge_index
-        owned = centre < n_owned
-        # a sparse sum: np.add.at over ~18 edges x 25 phases per atom costs more than the graph
-        adjacency = coo_matrix((np.ones(int(owned.sum())), (centre[owned], neighbour[owned])),
-                               shape=(n_owned, len(every_atom))).tocsr()
-        count = 1.0 + np.asarray(adjacency.sum(axis=1)).ravel()
-        return (logits + adjacency @ every_atom) / count[:, None]
+            points = torch.from_numpy(np.ascontiguousarray(model_positions, dtype=np.float64))
+            lengths = torch.linalg.vector_norm(
+                points[receiver] - points[sender] + torch.from_numpy(graph.shifts), dim=1)
+        # the graph holds every pair both ways: summing senders into owned receivers is
+        # the sum over each owned atom's neighbours within the radius
+        keep = (lengths < self.averaging_radius) & (receiver < n_owned)
+        centre, neighbour = receiver[keep], sender[keep]
+        every_atom = torch.from_numpy(np.ascontiguousarray(every_atom, dtype=np.float64))
+        summed = torch.tensor(logits, dtype=torch.float64).index_add_(0, centre,
+                                                                      every_atom[neighbour])
+        count = 1.0 + torch.bincount(centre, minlength=n_owned).to(summed.dtype)
+        return (summed / count[:, None]).numpy()
 
     def _evaluate_in_chunks(self, positions, n_owned, graph_of, cand, need_gradient, chunk):
         """Slabs of owned atoms, each with every atom within the receptive field around it.
