@@ -4,6 +4,10 @@ vesin's cell-list search is linear in the number of atoms, multi-threaded and ha
 open, periodic and mixed boundaries with any cell (atoms may sit outside it along open
 directions), so one call serves both cases.
 
+With ``device`` (a torch device; the model uses it for CUDA), vesin-torch searches on that
+device and the graph's arrays are torch tensors there, so nothing of the graph crosses
+the bus. Without it, the arrays are numpy arrays on the host.
+
 Edges come sorted by receiver, each receiver's senders in increasing order: the network
 sums messages per receiver and needs no sort of its own then (``_slots``), and an
 atom's edges are contiguous in memory.
@@ -25,7 +29,7 @@ class Graph:
     from (the search measures them anyway), so the neighbour average needs no new ones.
     """
 
-    edge_index: np.ndarray  # (2, n_edges) int64
+    edge_index: np.ndarray  # (2, n_edges) int64 (a torch tensor for a device graph)
     shifts: np.ndarray  # (n_edges, 3) float64
     lengths: np.ndarray | None = None  # (n_edges,) float64
 
@@ -42,21 +46,28 @@ class Graph:
 
 
 def periodic_graph(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float,
-                   threads: int | None = None) -> Graph:
+                   threads: int | None = None, device=None) -> Graph:
     """Graph of a periodic (or partly periodic) cell; positions in the same units as cutoff.
 
-    ``threads``: CPU threads of the search (default: torch's, when torch is loaded).
+    ``threads``: CPU threads of the search (default: torch's, when torch is loaded);
+    ``device``: search there with vesin-torch and return tensors there.
     """
     positions = np.ascontiguousarray(positions, dtype=np.float64)
     cell = np.asarray(cell, dtype=np.float64)
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    if device is not None:
+        return _search_on(device, positions, cell, pbc, cutoff)
     return _search(positions, cell, pbc, cutoff, threads)
 
 
-def open_graph(positions: np.ndarray, cutoff: float, threads: int | None = None) -> Graph:
+def open_graph(positions: np.ndarray, cutoff: float, threads: int | None = None,
+               device=None) -> Graph:
     """Graph of atoms in open space, as a rank's local plus ghost atoms are."""
     positions = np.ascontiguousarray(positions, dtype=np.float64)
-    return _search(positions, np.zeros((3, 3)), np.zeros(3, dtype=bool), cutoff, threads)
+    cell, pbc = np.zeros((3, 3)), np.zeros(3, dtype=bool)
+    if device is not None:
+        return _search_on(device, positions, cell, pbc, cutoff)
+    return _search(positions, cell, pbc, cutoff, threads)
 
 
 def _search(positions, cell, pbc, cutoff, threads) -> Graph:
@@ -74,6 +85,23 @@ def _search(positions, cell, pbc, cutoff, threads) -> Graph:
     shifts = -(shift_counts.astype(np.float64) @ cell) if pbc.any() else \
         np.zeros((len(i), 3))
     return Graph(edge_index, shifts, np.array(lengths, dtype=np.float64))
+
+
+def _search_on(device, positions, cell, pbc, cutoff) -> Graph:
+    """As ``_search``, with vesin-torch on ``device``: the arrays are tensors there."""
+    import torch
+    import vesin.torch
+
+    points = torch.as_tensor(positions, device=device)
+    box = torch.as_tensor(cell, device=device)
+    if len(positions) == 0:
+        return Graph(torch.zeros((2, 0), dtype=torch.int64, device=device),
+                     box.new_zeros((0, 3)), box.new_zeros(0))
+    search = vesin.torch.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True)
+    i, j, shift_counts, lengths = search.compute(
+        points, box, torch.as_tensor(pbc, device=device), "ijSd")
+    shifts = -(shift_counts.to(box.dtype) @ box)  # zero rows along open directions
+    return Graph(torch.stack([j, i]).to(torch.int64), shifts, lengths.to(box.dtype))
 
 
 def _threads() -> int:

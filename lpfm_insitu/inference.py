@@ -275,6 +275,24 @@ class PhaseModel:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
+    def _to_device(self, values, dtype: torch.dtype) -> torch.Tensor:
+        """A numpy array (or tensor) as a tensor of ``dtype`` on the model's device.
+
+        To a GPU through pinned memory, asynchronously (torch caches the pinned blocks);
+        a tensor already there (a device graph's) stays where it is.
+        """
+        if torch.is_tensor(values):
+            return values.to(self.device, dtype)
+        host = torch.from_numpy(np.ascontiguousarray(values)).to(dtype)
+        if self.device.type == "cuda":
+            return host.pin_memory().to(self.device, non_blocking=True)
+        return host
+
+    def graph_device(self) -> torch.device | None:
+        """Where neighbour graphs are searched: on a GPU the model's device (vesin-torch),
+        so edges never cross the bus; None on the CPU (vesin on numpy arrays)."""
+        return self.device if self.device.type == "cuda" else None
+
     def logits_and_gradient(self, positions: np.ndarray, graph: Graph, n_owned: int,
                             candidates: np.ndarray, need_gradient: bool):
         """The network's logits of the first ``n_owned`` atoms (no prior), and d/dr of their
@@ -286,10 +304,9 @@ class PhaseModel:
         if len(positions) == 0:  # an MPI rank without atoms: MACE cannot reshape empty tensors
             return (np.zeros((0, len(self.phases))),
                     np.zeros((0, 3)) if need_gradient else None)
-        pos = torch.tensor(positions, dtype=torch.float32, device=self.device,
-                           requires_grad=need_gradient)
-        edge_index = torch.as_tensor(graph.edge_index, device=self.device)
-        shifts = torch.tensor(graph.shifts, dtype=torch.float32, device=self.device)
+        pos = self._to_device(positions, torch.float32).requires_grad_(need_gradient)
+        edge_index = self._to_device(graph.edge_index, torch.int64)
+        shifts = self._to_device(graph.shifts, torch.float32)
         cand = torch.as_tensor(candidates, device=self.device)
         # classifying keeps no autograd graph (less memory, no bookkeeping)
         grad_mode = torch.enable_grad() if need_gradient else torch.inference_mode()
@@ -334,7 +351,8 @@ class PhaseModel:
         cell = np.asarray(atoms.cell) * scale
 
         def graph_of(model_positions, cutoff=self.cutoff):
-            return periodic_graph(model_positions, cell, pbc, cutoff)
+            return periodic_graph(model_positions, cell, pbc, cutoff,
+                                  device=self.graph_device())
 
         return self._run(positions, scale, len(positions), graph_of, NoHalo(), denoise_steps,
                          candidates, keep_history, tolerance=tolerance)
@@ -353,7 +371,7 @@ class PhaseModel:
         check_positions(positions)
 
         def graph_of(model_positions, cutoff=self.cutoff):
-            return open_graph(model_positions, cutoff)
+            return open_graph(model_positions, cutoff, device=self.graph_device())
 
         return self._run(positions, length_scale, n_local, graph_of, halo, denoise_steps,
                          candidates, False, max_atoms_per_chunk)
@@ -439,23 +457,26 @@ class PhaseModel:
             return logits
         graph = network_graph if network_graph is not None else \
             graph_of(model_positions, self.averaging_radius)
-        receiver = torch.from_numpy(graph.edge_index[1])
-        sender = torch.from_numpy(graph.edge_index[0])
+        # on the graph's device (a GPU's for a device graph)
+        edge_index = torch.as_tensor(graph.edge_index)
+        sender, receiver = edge_index[0], edge_index[1]
+        device = receiver.device
         if graph.lengths is not None:  # measured by the search, on these positions
-            lengths = torch.from_numpy(graph.lengths)
+            lengths = torch.as_tensor(graph.lengths)
         else:
-            points = torch.from_numpy(np.ascontiguousarray(model_positions, dtype=np.float64))
+            points = torch.as_tensor(np.asarray(model_positions, dtype=np.float64), device=device)
             lengths = torch.linalg.vector_norm(
-                points[receiver] - points[sender] + torch.from_numpy(graph.shifts), dim=1)
+                points[receiver] - points[sender] + torch.as_tensor(graph.shifts, device=device),
+                dim=1)
         # the graph holds every pair both ways: summing senders into owned receivers is
         # the sum over each owned atom's neighbours within the radius
         keep = (lengths < self.averaging_radius) & (receiver < n_owned)
         centre, neighbour = receiver[keep], sender[keep]
-        every_atom = torch.from_numpy(np.ascontiguousarray(every_atom, dtype=np.float64))
-        summed = torch.tensor(logits, dtype=torch.float64).index_add_(0, centre,
-                                                                      every_atom[neighbour])
+        every_atom = torch.as_tensor(np.asarray(every_atom, dtype=np.float64), device=device)
+        summed = torch.as_tensor(np.array(logits, dtype=np.float64), device=device).index_add_(
+            0, centre, every_atom[neighbour])
         count = 1.0 + torch.bincount(centre, minlength=n_owned).to(summed.dtype)
-        return (summed / count[:, None]).numpy()
+        return (summed / count[:, None]).cpu().numpy()
 
     def _evaluate_in_chunks(self, positions, n_owned, graph_of, cand, need_gradient, chunk):
         """Slabs of owned atoms, each with every atom within the receptive field around it.

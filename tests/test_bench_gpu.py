@@ -25,7 +25,7 @@ def test_without_cuda_the_rows_are_skipped_with_a_line_saying_so(tmp_path):
 def test_gpu_rows_are_written_as_a_table():
     row = {"n_atoms": 10976, "precision": "bf16", "end_to_end_us_per_atom": 1.5,
            "network_us_per_atom": 0.2,
-           "split_us_per_atom": {"graph (CPU)": 1.0, "host->device copies": 0.1,
+           "split_us_per_atom": {"graph": 1.0, "host->device copies": 0.1,
                                  "network": 0.2, "rest (average, device->host, glue)": 0.2},
            "peak_kib_per_atom": 24.5, "atoms_that_fit": 5.1e6, "gpu": "GPU X",
            "gpu_memory_gib": 139.0}
