@@ -2,24 +2,46 @@
 
 ``load_model`` gives a ``PhaseModel``; ``PhaseModel.classify_atoms`` classifies an
 ``ase.Atoms``; ``lpfm_insitu.lammps`` runs the same model inside parallel LAMMPS.
+
+Importing the package imports neither torch nor MACE (seconds): ``lpfm --version``,
+``lpfm doctor`` and every LAMMPS rank's ``python`` command start fast, and the model
+modules are imported on first use of the names below.
 """
+
+import sys
 
 __version__ = "0.1.0"
 
-try:  # torch is a dependency, but `lpfm doctor` must still run (and say so) without it
-    from . import _torch_compat  # noqa: F401  (lets e3nn import under torch >= 2.6)
-except ImportError:  # pragma: no cover - reported by `lpfm doctor`
-    pass
-
 __all__ = ["__version__", "load_model", "PhaseModel", "PhaseResult"]
+
+_LAZY = {"load_model": ".modelfile", "PhaseModel": ".inference", "PhaseResult": ".inference"}
 
 
 def __getattr__(name):
-    # Lazy, so that `lpfm --version` and `lpfm doctor` do not pay for importing MACE.
-    if name == "load_model":
-        from .modelfile import load_model
-        return load_model
-    if name in ("PhaseModel", "PhaseResult"):
-        from . import inference
-        return getattr(inference, name)
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'lpfm_insitu' has no attribute {name!r}")
+
+
+class _E3nnNeedsTorchCompat:
+    """Runs ``_torch_compat`` just before e3nn is first imported, by anyone.
+
+    e3nn loads a constants file at import that torch >= 2.6 refuses without the allow-list
+    ``_torch_compat`` sets; importing it here eagerly would import torch with the package.
+    """
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == "e3nn":
+            sys.meta_path.remove(_E3nnNeedsTorchCompat)
+            try:
+                from . import _torch_compat  # noqa: F401
+            except ImportError:  # pragma: no cover - no torch: e3nn's own import says so
+                pass
+        return None  # the ordinary finders import e3nn itself
+
+
+if "e3nn" not in sys.modules and _E3nnNeedsTorchCompat not in sys.meta_path:
+    sys.meta_path.insert(0, _E3nnNeedsTorchCompat)

@@ -57,16 +57,17 @@ class ScalarFusedConvolution(torch.nn.Module):
                 tp_weights: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         sender, receiver = edge_index[0], edge_index[1]
         n_nodes, n_edges = node_feats.shape[0], edge_attrs.shape[0]
-        weighted = tp_weights.view(n_edges, -1) * node_feats[sender].repeat(1, self.n_paths)
+        weighted = (tp_weights.view(n_edges, self.n_paths, self.channels)
+                    * node_feats[sender].unsqueeze(1)).view(n_edges, -1)
         harmonics = edge_attrs * self.component_scale
         # Each atom's edges side by side (padded with zeros to the longest list), so the
         # sum over edges becomes one batched matrix product per atom instead of an
         # (edges x components x channels) tensor in memory.
         slot, width = _slots(receiver, n_nodes)
         flat = receiver * width + slot
-        harmonics_padded = harmonics.new_zeros(n_nodes * width, harmonics.shape[1]).index_copy(
+        harmonics_padded = harmonics.new_zeros(n_nodes * width, harmonics.shape[1]).index_copy_(
             0, flat, harmonics).view(n_nodes, width, -1)
-        weighted_padded = weighted.new_zeros(n_nodes * width, weighted.shape[1]).index_copy(
+        weighted_padded = weighted.new_zeros(n_nodes * width, weighted.shape[1]).index_copy_(
             0, flat, weighted).view(n_nodes, width, -1)
         # every (component, path) pair; only the pairs where the component belongs to the
         # path are kept, which wastes flops but keeps it to one well-vectorised product
@@ -82,10 +83,13 @@ def _slots(receiver: torch.Tensor, n_nodes: int) -> tuple[torch.Tensor, int]:
     if receiver.numel() == 0:
         return receiver, 1
     counts = torch.bincount(receiver, minlength=n_nodes)
-    order = torch.argsort(receiver, stable=True)
     starts = torch.cumsum(counts, 0) - counts
+    position = torch.arange(receiver.numel(), device=receiver.device)
+    if bool((receiver[1:] >= receiver[:-1]).all()):  # the package's graphs come sorted
+        return position - starts[receiver], int(counts.max())
+    order = torch.argsort(receiver, stable=True)
     slot = torch.empty_like(receiver)
-    slot[order] = torch.arange(receiver.numel(), device=receiver.device) - starts[receiver[order]]
+    slot[order] = position - starts[receiver[order]]
     return slot, int(counts.max())
 
 

@@ -1,23 +1,37 @@
 """Neighbour graphs for the network: a periodic cell, or an open subdomain with ghosts.
 
-matscipy's cell-list neighbour search is linear in the number of atoms and written in C;
-it is the same search mace-torch uses for its own data.
+vesin's cell-list search is linear in the number of atoms, multi-threaded and handles
+open, periodic and mixed boundaries with any cell (atoms may sit outside it along open
+directions), so one call serves both cases.
+
+With ``device`` (a torch device; the model uses it for CUDA), vesin-torch searches on that
+device and the graph's arrays are torch tensors there, so nothing of the graph crosses
+the bus. Without it, the arrays are numpy arrays on the host.
+
+Edges come sorted by receiver, each receiver's senders in increasing order: the network
+sums messages per receiver and needs no sort of its own then (``_slots``), and an
+atom's edges are contiguous in memory.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
-from matscipy.neighbours import neighbour_list
 
 
 @dataclass
 class Graph:
-    """Edges ``sender -> receiver`` with Cartesian shift vectors (zero for open subdomains)."""
+    """Edges ``sender -> receiver`` with Cartesian shift vectors (zero for open subdomains).
 
-    edge_index: np.ndarray  # (2, n_edges) int64
+    ``lengths``, when present, are the edge lengths of the positions the graph was built
+    from (the search measures them anyway), so the neighbour average needs no new ones.
+    """
+
+    edge_index: np.ndarray  # (2, n_edges) int64 (a torch tensor for a device graph)
     shifts: np.ndarray  # (n_edges, 3) float64
+    lengths: np.ndarray | None = None  # (n_edges,) float64
 
     @property
     def n_edges(self) -> int:
@@ -27,42 +41,71 @@ class Graph:
         """The edges no longer than ``cutoff``: a shorter-range graph without a new search."""
         sender, receiver = self.edge_index
         lengths = np.linalg.norm(positions[receiver] - positions[sender] + self.shifts, axis=1)
-        keep = lengths < cutoff  # matscipy's neighbour_list keeps d < cutoff as well
-        return Graph(self.edge_index[:, keep], self.shifts[keep])
+        keep = lengths < cutoff  # the search keeps d < cutoff as well
+        return Graph(self.edge_index[:, keep], self.shifts[keep], lengths[keep])
 
 
-def periodic_graph(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float) -> Graph:
-    """Graph of a periodic (or partly periodic) cell; positions in the same units as cutoff."""
+def periodic_graph(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float,
+                   threads: int | None = None, device=None) -> Graph:
+    """Graph of a periodic (or partly periodic) cell; positions in the same units as cutoff.
+
+    ``threads``: CPU threads of the search (default: torch's, when torch is loaded);
+    ``device``: search there with vesin-torch and return tensors there.
+    """
     positions = np.ascontiguousarray(positions, dtype=np.float64)
     cell = np.asarray(cell, dtype=np.float64)
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
-    if not pbc.all():
-        # matscipy bins atoms inside the cell: give open directions an enclosing box.
-        positions = positions - np.where(pbc, 0.0, positions.min(axis=0) - cutoff)
-        cell = _enclosing_cell(positions, cell, pbc, cutoff)
-    i, j, shift_counts = neighbour_list("ijS", positions=positions, cell=cell, pbc=pbc,
-                                        cutoff=cutoff)
-    return Graph(np.stack([i, j]).astype(np.int64), shift_counts.astype(np.float64) @ cell)
+    if device is not None:
+        return _search_on(device, positions, cell, pbc, cutoff)
+    return _search(positions, cell, pbc, cutoff, threads)
 
 
-def open_graph(positions: np.ndarray, cutoff: float) -> Graph:
+def open_graph(positions: np.ndarray, cutoff: float, threads: int | None = None,
+               device=None) -> Graph:
     """Graph of atoms in open space, as a rank's local plus ghost atoms are."""
     positions = np.ascontiguousarray(positions, dtype=np.float64)
+    cell, pbc = np.zeros((3, 3)), np.zeros(3, dtype=bool)
+    if device is not None:
+        return _search_on(device, positions, cell, pbc, cutoff)
+    return _search(positions, cell, pbc, cutoff, threads)
+
+
+def _search(positions, cell, pbc, cutoff, threads) -> Graph:
+    import vesin
+
     if len(positions) == 0:
-        return Graph(np.zeros((2, 0), np.int64), np.zeros((0, 3)))
-    lo = positions.min(axis=0) - cutoff
-    hi = positions.max(axis=0) + cutoff
-    cell = np.diag(np.maximum(hi - lo, 3.0 * cutoff))
-    i, j = neighbour_list("ij", positions=positions - lo, cell=cell, pbc=[False] * 3,
-                          cutoff=cutoff)
-    return Graph(np.stack([i, j]).astype(np.int64), np.zeros((len(i), 3)))
+        return Graph(np.zeros((2, 0), np.int64), np.zeros((0, 3)), np.zeros(0))
+    search = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True,
+                                n_threads=_threads() if threads is None else int(threads))
+    # vesin sorts by its first index: make that the receiver. The list holds every pair
+    # both ways, (j, i, -S) beside (i, j, S), so this is the same set of edges.
+    i, j, shift_counts, lengths = search.compute(positions, cell, pbc.tolist(), "ijSd",
+                                                 copy=False)
+    edge_index = np.stack([j, i]).astype(np.int64)
+    shifts = -(shift_counts.astype(np.float64) @ cell) if pbc.any() else \
+        np.zeros((len(i), 3))
+    return Graph(edge_index, shifts, np.array(lengths, dtype=np.float64))
 
 
-def _enclosing_cell(positions, cell, pbc, cutoff):
-    cell = cell.copy()
-    extent = positions.max(axis=0) - positions.min(axis=0) if len(positions) else np.zeros(3)
-    for axis in np.flatnonzero(~pbc):
-        if np.linalg.norm(cell[axis]) < extent[axis] + 2 * cutoff:
-            cell[axis] = 0.0
-            cell[axis, axis] = extent[axis] + 3 * cutoff
-    return cell
+def _search_on(device, positions, cell, pbc, cutoff) -> Graph:
+    """As ``_search``, with vesin-torch on ``device``: the arrays are tensors there."""
+    import torch
+    import vesin.torch
+
+    points = torch.as_tensor(positions, device=device)
+    box = torch.as_tensor(cell, device=device)
+    if len(positions) == 0:
+        return Graph(torch.zeros((2, 0), dtype=torch.int64, device=device),
+                     box.new_zeros((0, 3)), box.new_zeros(0))
+    search = vesin.torch.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True)
+    i, j, shift_counts, lengths = search.compute(
+        points, box, torch.as_tensor(pbc, device=device), "ijSd")
+    shifts = -(shift_counts.to(box.dtype) @ box)  # zero rows along open directions
+    return Graph(torch.stack([j, i]).to(torch.int64), shifts, lengths.to(box.dtype))
+
+
+def _threads() -> int:
+    """torch's CPU threads, which the caller sized for its share of the node (in situ: the
+    node's cores over its ranks); all cores when torch is not loaded."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else 0

@@ -17,7 +17,6 @@ from typing import Protocol, Sequence
 
 import numpy as np
 import torch
-from scipy.sparse import coo_matrix
 
 from .blas_threads import single_threaded_numpy_blas
 from .constants import UNKNOWN_PHASE
@@ -270,6 +269,24 @@ class PhaseModel:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
+    def _to_device(self, values, dtype: torch.dtype) -> torch.Tensor:
+        """A numpy array (or tensor) as a tensor of ``dtype`` on the model's device.
+
+        To a GPU through pinned memory, asynchronously (torch caches the pinned blocks);
+        a tensor already there (a device graph's) stays where it is.
+        """
+        if torch.is_tensor(values):
+            return values.to(self.device, dtype)
+        host = torch.from_numpy(np.ascontiguousarray(values)).to(dtype)
+        if self.device.type == "cuda":
+            return host.pin_memory().to(self.device, non_blocking=True)
+        return host
+
+    def graph_device(self) -> torch.device | None:
+        """Where neighbour graphs are searched: on a GPU the model's device (vesin-torch),
+        so edges never cross the bus; None on the CPU (vesin on numpy arrays)."""
+        return self.device if self.device.type == "cuda" else None
+
     def logits_and_gradient(self, positions: np.ndarray, graph: Graph, n_owned: int,
                             candidates: np.ndarray, need_gradient: bool,
                             atom_scale: np.ndarray | None = None):
@@ -284,14 +301,14 @@ class PhaseModel:
         if len(positions) == 0:  # an MPI rank without atoms: MACE cannot reshape empty tensors
             return (np.zeros((0, len(self.phases))),
                     np.zeros((0, 3)) if need_gradient else None)
-        pos = torch.tensor(positions, dtype=torch.float32, device=self.device,
-                           requires_grad=need_gradient)
-        edge_index = torch.as_tensor(graph.edge_index, device=self.device)
-        shifts = torch.tensor(graph.shifts, dtype=torch.float32, device=self.device)
+        pos = self._to_device(positions, torch.float32).requires_grad_(need_gradient)
+        edge_index = self._to_device(graph.edge_index, torch.int64)
+        shifts = self._to_device(graph.shifts, torch.float32)
         cand = torch.as_tensor(candidates, device=self.device)
-        scale = (None if atom_scale is None else
-                 torch.tensor(atom_scale, dtype=torch.float32, device=self.device))
-        with torch.set_grad_enabled(need_gradient), self._autocast():
+        scale = None if atom_scale is None else self._to_device(atom_scale, torch.float32)
+        # classifying keeps no autograd graph (less memory, no bookkeeping)
+        grad_mode = torch.enable_grad() if need_gradient else torch.inference_mode()
+        with grad_mode, self._autocast():
             logits = self.network(pos, edge_index, shifts, n_owned, atom_scale=scale).float()
         gradient = None
         if need_gradient:
@@ -326,8 +343,8 @@ class PhaseModel:
                              f"(cell {cell.tolist()}); set the cell, or set pbc=False for "
                              f"atoms in open space")
 
-        def graph_of(input_positions, cutoff):
-            return periodic_graph(input_positions, cell, pbc, cutoff)
+        def graph_of(input_positions, cutoff, device=self.graph_device()):
+            return periodic_graph(input_positions, cell, pbc, cutoff, device=device)
 
         if nn_distance is not None:
             scales = self._fixed_scale(len(positions), self.length_scale(nn_distance=nn_distance))
@@ -354,8 +371,8 @@ class PhaseModel:
         positions = np.asarray(positions, dtype=np.float64)
         check_positions(positions)
 
-        def graph_of(input_positions, cutoff):
-            return open_graph(input_positions, cutoff)
+        def graph_of(input_positions, cutoff, device=self.graph_device()):
+            return open_graph(input_positions, cutoff, device=device)
 
         if length_scale is not None:
             scales = self._fixed_scale(len(positions), float(length_scale))
@@ -377,6 +394,8 @@ class PhaseModel:
 
         ``typical_distance`` (input units, the same on every rank) sizes the neighbour
         search: an upper estimate of the nearest-neighbour distance, such as the box's.
+        ``graph_of(positions, cutoff, device=None)`` searches on the host: the estimate
+        is numpy work, and the first network pass reuses its graph from there.
         """
         if not np.isfinite(typical_distance) or typical_distance <= 0:
             raise ValueError(f"typical_distance must be a positive length, got "
@@ -385,9 +404,10 @@ class PhaseModel:
         searched = {}
 
         def neighbours(cutoff):
-            graph = searched[cutoff] = graph_of(positions, cutoff)
+            graph = searched[cutoff] = graph_of(positions, cutoff, device=None)
             sender, receiver = graph.edge_index
-            return sender, receiver, positions[receiver] - positions[sender] + graph.shifts
+            # each receiver's edges (searches come sorted by receiver), centre -> neighbour
+            return receiver, sender, positions[sender] - positions[receiver] - graph.shifts
 
         scales = estimate_local_scale(positions, n_owned, neighbours, halo.forward,
                                       SEARCH_REACH * float(typical_distance),
@@ -489,17 +509,21 @@ class PhaseModel:
             return logits
         if atom_scale is None:
             atom_scale = np.ones(len(model_positions))
-        if network_graph is None:
-            network_graph = scaled_graph(model_positions, graph_of, atom_scale,
-                                         self.averaging_radius)
-        neighbour, centre = within_scaled(network_graph, model_positions, atom_scale,
-                                          self.averaging_radius).edge_index
-        owned = centre < n_owned
-        # a sparse sum: np.add.at over ~18 edges x 25 phases per atom costs more than the graph
-        adjacency = coo_matrix((np.ones(int(owned.sum())), (centre[owned], neighbour[owned])),
-                               shape=(n_owned, len(every_atom))).tocsr()
-        count = 1.0 + np.asarray(adjacency.sum(axis=1)).ravel()
-        return (logits + adjacency @ every_atom) / count[:, None]
+        graph = network_graph if network_graph is not None else \
+            scaled_graph(model_positions, graph_of, atom_scale, self.averaging_radius)
+        graph = within_scaled(graph, model_positions, atom_scale, self.averaging_radius)
+        # on the graph's device (a GPU's for a device graph); every pair is there both
+        # ways, so summing senders into owned receivers sums each owned atom's neighbours
+        edge_index = torch.as_tensor(graph.edge_index)
+        sender, receiver = edge_index[0], edge_index[1]
+        device = receiver.device
+        keep = receiver < n_owned
+        centre, neighbour = receiver[keep], sender[keep]
+        every_atom = torch.as_tensor(np.asarray(every_atom, dtype=np.float64), device=device)
+        summed = torch.as_tensor(np.array(logits, dtype=np.float64), device=device).index_add_(
+            0, centre, every_atom[neighbour])
+        count = 1.0 + torch.bincount(centre, minlength=n_owned).to(summed.dtype)
+        return (summed / count[:, None]).cpu().numpy()
 
     def _evaluate_in_chunks(self, positions, n_owned, graph_of, cand, need_gradient, chunk,
                             atom_scale):
@@ -562,21 +586,29 @@ def _reusing(scales: LocalScale, positions: np.ndarray, graph_of):
 def scaled_graph(positions: np.ndarray, graph_of, atom_scale: np.ndarray, radius: float) -> Graph:
     """The edges ``sender -> receiver`` no longer than ``radius`` in the receiver's model
     units (its length times the receiver's scale)."""
-    if len(positions) == 0:
-        return Graph(np.zeros((2, 0), np.int64), np.zeros((0, 3)))
-    graph = graph_of(positions, radius / float(atom_scale.min()))
-    if np.ptp(atom_scale) == 0.0:
-        return graph.within(positions, radius / float(atom_scale[0]))
+    smallest = float(atom_scale.min()) if len(atom_scale) else 1.0
+    graph = graph_of(positions, radius / smallest)
+    if len(atom_scale) == 0 or np.ptp(atom_scale) == 0.0:
+        return graph  # one scale: the search's own cutoff is the radius
     return within_scaled(graph, positions, atom_scale, radius)
 
 
 def within_scaled(graph: Graph, positions: np.ndarray, atom_scale: np.ndarray,
                   radius: float) -> Graph:
-    """``graph``'s edges no longer than ``radius`` in their receiver's model units."""
+    """``graph``'s edges no longer than ``radius`` in their receiver's model units (numpy
+    arrays, or tensors on a device graph's device)."""
     sender, receiver = graph.edge_index
-    lengths = np.linalg.norm(positions[receiver] - positions[sender] + graph.shifts, axis=1)
-    keep = lengths * atom_scale[receiver] < radius
-    return Graph(graph.edge_index[:, keep], graph.shifts[keep])
+    if torch.is_tensor(receiver):
+        scale = torch.as_tensor(np.asarray(atom_scale), device=receiver.device)
+        lengths = graph.lengths if graph.lengths is not None else torch.linalg.vector_norm(
+            torch.as_tensor(positions, device=receiver.device)[receiver]
+            - torch.as_tensor(positions, device=receiver.device)[sender] + graph.shifts, dim=1)
+        keep = lengths.to(scale.dtype) * scale[receiver] < radius
+    else:
+        lengths = graph.lengths if graph.lengths is not None else np.linalg.norm(
+            positions[receiver] - positions[sender] + graph.shifts, axis=1)
+        keep = lengths * atom_scale[receiver] < radius
+    return Graph(graph.edge_index[:, keep], graph.shifts[keep], lengths[keep])
 
 
 def typical_neighbour_distance(positions: np.ndarray, cell: np.ndarray, pbc) -> float:

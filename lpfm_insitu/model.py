@@ -217,11 +217,24 @@ def keep_in_fp32(module: torch.nn.Module) -> None:
         return value.float() if half else value
 
     def forward(*args, **kwargs):
-        device_type = "cuda" if any(torch.is_tensor(a) and a.is_cuda for a in args) else "cpu"
-        with torch.autocast(device_type=device_type, enabled=False):
+        with torch.autocast(device_type=input_device_type(args, kwargs), enabled=False):
             return original(*[up(a) for a in args], **{k: up(v) for k, v in kwargs.items()})
 
     module.forward = forward
+
+
+def input_device_type(args: tuple, kwargs: dict) -> str:
+    """The device type ("cpu", "cuda", ...) of a call's tensor arguments, positional or keyword.
+
+    Autocast is switched per device type, so turning off the wrong one leaves the block in
+    half precision. MACE calls its interaction blocks with keyword arguments only: there
+    is deliberately no default device to fall back on when none is found.
+    """
+    for value in (*args, *kwargs.values()):
+        if torch.is_tensor(value):
+            return value.device.type
+    raise TypeError("a block kept in fp32 was called without tensor arguments, so the device "
+                    "whose autocast to turn off is unknown")
 
 
 class LPFMNetwork(torch.nn.Module):

@@ -36,6 +36,13 @@ def _throughput(args) -> dict:
                           profile_at=sizes[0] if args.quick else 10_000, log=_log)
 
 
+def _gpu(args) -> dict:
+    from .gpu import SIZES, run_gpu
+
+    return run_gpu(args.model, sizes=SIZES[:1] if args.quick else SIZES,
+                   repeats=1 if args.quick else 3, log=_log)
+
+
 def _insitu(args) -> dict:
     from .insitu_overhead import run_insitu_overhead
 
@@ -65,7 +72,7 @@ def _accuracy(args) -> dict:
     return run_accuracy(load_model(args.model), max_frames=1 if args.quick else 2, log=_log)
 
 
-RUNNERS = {"throughput": _throughput, "insitu": _insitu, "parallel": _parallel,
+RUNNERS = {"throughput": _throughput, "gpu": _gpu, "insitu": _insitu, "parallel": _parallel,
            "accuracy": _accuracy}
 
 

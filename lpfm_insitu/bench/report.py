@@ -147,10 +147,15 @@ def write_report(results: dict, output: Path) -> Path:
     lines = ["# lpfm_insitu benchmarks", "",
              "Regenerate everything with", "", "```", results.get("command", "lpfm bench"), "```",
              "", "or one section with `--sections NAME` (the others keep their figures). "
-             f"Machine: {results.get('machine', {}).get('cpu_count')} CPUs, no GPU. Timings "
+             f"Machine: {results.get('machine', {}).get('cpu_count')} CPUs, "
+             f"{results.get('gpu', {}).get('gpu') or 'no GPU'}. Timings "
              "on a shared machine are upper bounds; ratios are taken within one run.", ""]
     if "throughput" in results:
         lines += _throughput_md(results["throughput"], output)
+    if "gpu" in results:
+        from .gpu import gpu_markdown
+
+        lines += gpu_markdown(results["gpu"])
     if "insitu" in results:
         lines += _insitu_md(results["insitu"])
     if "parallel" in results:

@@ -621,14 +621,12 @@ class InsituClassifier:
     def _pick_device(self) -> str:
         import torch
 
-        device = self.settings.device
-        if device == "cpu":
-            return "cpu"
-        if device.startswith("cuda:"):
-            return device
-        if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-            return f"cuda:{self.node_rank % torch.cuda.device_count()}"
-        return "cpu"
+        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        device, warning = pick_device(self.settings.device, self.node_rank, self.node_ranks,
+                                      cuda_devices)
+        if warning:
+            _warn_once(warning)
+        return device
 
     # --- one invocation --------------------------------------------------------------------
 
@@ -864,6 +862,40 @@ def _named(label: str) -> str:
     """"hcp (A_hP2_194_c)": the common name, and the label the model files use."""
     name = common_name(label)
     return label if name == label else f"{name} ({label})"
+
+
+def pick_device(requested: str, node_rank: int, node_ranks: int,
+                cuda_devices: int) -> tuple[str, str | None]:
+    """This rank's device, and a warning when "auto" or "cuda" makes ranks share a GPU.
+
+    Ranks take the GPUs of their node round robin by node-local rank. More ranks than GPUs
+    on a node is legal but rarely meant: each GPU then runs several ranks' models in turn.
+    """
+    if requested == "cpu" or requested.startswith("cuda:"):
+        return requested, None
+    if requested == "auto" and cuda_devices == 0:
+        return "cpu", None
+    if cuda_devices == 0:
+        raise ValueError(f"device={requested!r} but torch sees no CUDA device here")
+    warning = None
+    if node_ranks > cuda_devices:
+        warning = (f"lpfm_insitu: WARNING: {node_ranks} MPI ranks on this node share its "
+                   f"{cuda_devices} GPU(s) (device={requested!r} gives node-local rank k "
+                   f"cuda:k mod {cuda_devices}), so up to {-(-node_ranks // cuda_devices)} "
+                   "ranks take turns on one GPU: start one rank per GPU, or use device='cpu'")
+    return f"cuda:{node_rank % cuda_devices}", warning
+
+
+_WARNED: set = set()
+
+
+def _warn_once(message: str) -> None:
+    """Print ``message`` once per process, on world rank 0 only (every rank finds it)."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    if _world_rank() == 0:
+        print(message, flush=True)
 
 
 _MODEL_CACHE: dict = {}
