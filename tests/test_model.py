@@ -349,7 +349,7 @@ def test_bad_atoms_get_clear_errors(small_model, change, message):
 
 def test_bad_options_get_clear_errors(small_model):
     atoms = _rattled_fcc()
-    with pytest.raises(ValueError, match="not in this model's phases"):
+    with pytest.raises(ValueError, match="unknown phase name 'B_nonsense'"):
         small_model.classify_atoms(atoms, candidates=["A_cF4_225_a", "B_nonsense"])
     with pytest.raises(ValueError, match="denoise_steps"):
         small_model.classify_atoms(atoms, denoise_steps=-1)
