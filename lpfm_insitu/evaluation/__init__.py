@@ -4,7 +4,9 @@ One module per job: ``synthetic_eval`` (prototype accuracy and denoising), ``phy
 and ``paths`` (Bain/Burgers paths, logit versus displacement), ``md_templates`` and
 ``md_snapshots`` (cached LAMMPS snapshots near melting), ``baselines`` (PTM, a-CNA via
 OVITO), ``md_eval`` (the comparison), ``strain_eval``
-(compressed hot crystals), ``cost`` (timing, bf16), ``metrics`` (scoring and
+(compressed hot crystals), ``cost`` (timing, bf16), ``real_cases``, ``real_truth``,
+``real_eval`` and ``real_report`` (slabs, a particle, a void, a solid-liquid interface,
+compressed MD crystals, the Ti ramp and the shocked Fe, with their geometric truth), ``metrics`` (scoring and
 ``calibrate_on_liquid``), ``report`` (Markdown) and ``command`` (the CLI glue).
 """
 
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 from .metrics import calibrate_on_liquid, rejection_threshold  # noqa: F401
 
-SECTIONS = ("synthetic", "physics", "md", "strain", "cost")
+SECTIONS = ("synthetic", "physics", "md", "strain", "cost", "real")
 
 
 def register_command(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="evaluate a model: synthetic accuracy, order-parameter physics, "
-                     "near-melting MD against PTM/CNA, cost; writes a Markdown report")
+                     "near-melting MD against PTM/CNA, cost, real systems (surfaces, "
+                     "liquid, compression, Ti ramp, shock); writes a Markdown report")
     p.add_argument("--model", default="default", help="shipped model name or model file")
     p.add_argument("--output", default="reports/model", help="report folder")
     p.add_argument("--cache", default=None,

@@ -138,6 +138,12 @@ def run_evaluation(args) -> int:
             from .cost import run_cost
 
             results["cost"] = run_cost(model, threads=max(args.threads, 2), log=_log)
+        elif section == "real":
+            from .md_snapshots import DEFAULT_CACHE
+            from .real_eval import run_real
+
+            results["real"] = run_real(model, cache=args.cache or DEFAULT_CACHE,
+                                       n_ranks=args.ranks, log=_log)
         wall[section] = time.time() - start
         _log(f"[lpfm eval] {section} done in {wall[section]:.0f} s")
     if not sections and "meta" in results:  # --sections "": re-render the report only

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .md_eval import METHOD_COLUMNS, STEPS
 from .physics import SHORT
+from .real_report import real_targets, render_real
 
 TARGETS = {
     "synthetic_perturbed_8steps": 0.995,
@@ -101,6 +102,7 @@ def targets(results) -> list[tuple[str, str, str, object]]:
         rows.append(("classification cost at 2 threads", "(goal 30 us/atom)",
                      f"{cost['classification_us_per_atom']:.0f} us/atom",
                      cost["classification_us_per_atom"] <= 30))
+    rows += real_targets(results)
     return rows
 
 
@@ -216,6 +218,8 @@ def render(results: dict, out_dir: Path) -> str:
         parts += _strain(r["strain"])
     if "cost" in r:
         parts += _cost(r["cost"])
+    if "real" in r:
+        parts += render_real(r["real"])
     return "\n".join(parts) + "\n"
 
 
