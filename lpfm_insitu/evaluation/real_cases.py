@@ -84,7 +84,8 @@ class RealCase:
         return dict(self.info)
 
 
-def slab_case(name: str, material: Material, reps: tuple[int, int, int], seed: int) -> RealCase:
+def slab_case(name: str, material: Material, reps: tuple[int, int, int], seed: int,
+              steps: int = 1500) -> RealCase:
     """A slab with (001) free surfaces in a box with as much vacuum as slab along z."""
     nx, ny, nz = reps
     body = (HEAD + material.lattice + "\n"
@@ -95,9 +96,10 @@ def slab_case(name: str, material: Material, reps: tuple[int, int, int], seed: i
             f"velocity        all create {2 * T_MODERATE:g} {seed} mom yes rot no dist gaussian\n"
             "timestep        0.002\n" + THERMO +
             f"fix             md all nvt temp {T_MODERATE:g} {T_MODERATE:g} 0.2\n"
-            "run             1500\n" + dump("final"))
+            f"run             {steps}\n" + dump("final"))
     return RealCase(name, "slab", f"{material.element} {material.label} slab, (001) surfaces, "
-                    f"{reps[0]}x{reps[1]}x{reps[2]} cells, NVT {T_MODERATE:g} K 3 ps",
+                    f"{reps[0]}x{reps[1]}x{reps[2]} cells, NVT {T_MODERATE:g} K "
+                    f"{steps * 0.002:g} ps",
                     material, body, info=(("axis", 2),))
 
 
