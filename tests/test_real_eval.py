@@ -216,7 +216,8 @@ def test_a_tiny_slab_end_to_end(tmp_path):
     entry = section["cases"]["Cu_tiny_slab"]
     assert entry["n_atoms"] == 4 * 4 * 12 * 4 // 2  # 12 planes of 16 atoms
     assert entry["n_outer_layer"] == 64 and 0 < entry["n_interior"] < entry["n_atoms"] - 64
-    assert entry["thickness_A"] == pytest.approx(11 * 3.615 / 2, abs=1.0)
+    # 11 plane spacings, plus thermal expansion and the outer atoms' vibrations
+    assert entry["thickness_A"] == pytest.approx(11 * 3.615 / 2, abs=1.5)
     # PTM and CNA do not see the box: identical labels in both vacuums; a hot FCC interior
     for m in ("ptm_nocut", "ptm_0.1", "cna"):
         assert entry["vacuum_identical"][m] == 1.0
@@ -224,7 +225,9 @@ def test_a_tiny_slab_end_to_end(tmp_path):
     # the (100) surface atoms have 8 neighbours: never FCC for PTM
     assert entry["breakdown_outer"]["ptm_nocut"][0][0] != FCC
     for key in ("interior", "outer_layer_crystalline"):
-        for m in ("lpfm_0", "lpfm_8", "lpfm_cand_0", "lpfm_cand_8"):
+        # the candidates' 8-step run is made for the Ti ramp only
+        assert "lpfm_cand_8" not in entry[key]
+        for m in ("lpfm_0", "lpfm_8", "lpfm_cand_0"):
             assert set(entry[key][m]) == {"1", "4"}
             assert all(0.0 <= v <= 1.0 for v in entry[key][m].values())
     # the cache is used the second time
