@@ -163,7 +163,8 @@ def coexistence_case(reps: tuple[int, int, int] = (6, 6, 16), seed: int = 5521) 
             "run             1500\n" + dump("final"))
     return RealCase("Cu_solid_liquid", "coexistence",
                     f"Cu, {nx}x{ny}x{nz} cells, upper half melted (3000 K, 2 ps), cooled "
-                    f"(0.5 ps), then all held at {t:g} K (near Tm) 1.5 ps, box free along z", CU, body,
+                    f"(0.5 ps), then all held at {t:g} K (near Tm) 1.5 ps, box free along z",
+                    CU, body,
                     info=(("axis", 2), ("reps", reps)))
 
 

@@ -138,12 +138,13 @@ def render_real(real: dict) -> list[str]:
     cases = real["cases"]
     md_wall = sum((e["md"].get("lammps_wall_s") or 0) for e in cases.values())
     fresh = [n for n, e in cases.items() if not e["md"].get("from_cache", True)]
+    ranks = max((e["md"].get("ranks") or 0) for e in cases.values())
     parts = ["## 6. Real systems: surfaces, vacuum, liquid interface, compression, Ti ramp, "
              "shock", "",
              f"Rerun this section alone with `{COMMAND}` (the other sections keep their "
              "results). Every case is a LAMMPS run with Debian's potentials "
              "(`lpfm_insitu/evaluation/real_cases.py`), cached by input hash; making them took "
-             f"{md_wall:.0f} s of LAMMPS on {max((e['md'].get('ranks') or 0) for e in cases.values())} ranks"
+             f"{md_wall:.0f} s of LAMMPS on {ranks} ranks"
              + (f" (this run made {', '.join(fresh)})" if fresh else " (read from the cache)")
              + f"; classifying and scoring took {sum(e['wall_s'] for e in cases.values()):.0f} s. "
              "The model is called as a user calls it, with no length given "

@@ -202,7 +202,8 @@ def render(results: dict, out_dir: Path) -> str:
              + "".join(f"; {k}: {v}" for k, v in (model.get("note") or {}).items()) + ".",
              f"- **Date**: {meta['date']} (lpfm_insitu {meta['package_version']}, torch "
              f"{meta['torch_version']}).",
-             f"- **Machine**: {meta['cpu_count']} cores, torch threads used: {_threads_text(meta)}; "
+             f"- **Machine**: {meta['cpu_count']} cores, torch threads used: "
+             f"{_threads_text(meta)}; "
              f"1-min load average at start {(meta.get('load_average_start') or [-1])[0]:.1f}.",
              f"- **Wall time**: {sum(meta.get('section_wall_s', {}).values()):.0f} s for all "
              "sections (" + ", ".join(f"{k} {v:.0f} s" for k, v in
