@@ -169,8 +169,8 @@ def coexistence_case(reps: tuple[int, int, int] = (6, 6, 16), seed: int = 5521) 
 
 
 def compressed_case(name: str, material: Material, orient: str, reps: tuple[int, int, int],
-                    axes: tuple[str, ...], seed: int, equilibrate: int = 1000,
-                    hold: int = 500) -> RealCase:
+                    axes: tuple[str, ...], seed: int, equilibrate: int = 500,
+                    hold: int = 250) -> RealCase:
     """A crystal equilibrated at T_MODERATE, then, from the same restart, compressed by each
     of COMPRESSIONS along each axis (box and atoms scaled: uniaxial strain, as in a shock)
     and held 1 ps at fixed box."""
@@ -252,15 +252,14 @@ def default_cases() -> tuple[RealCase, ...]:
         particle_case(),
         void_case(),
         coexistence_case(),
-        compressed_case("Cu_compressed_100", CU, "", (6, 6, 6), ("z",), 4411),
+        compressed_case("Cu_compressed_100", CU, "", (5, 5, 5), ("z",), 4411),
         compressed_case("Cu_compressed_111", CU, "orient x 1 -1 0 orient y 1 1 -2 orient z 1 1 1",
-                        (4, 3, 3), ("z",), 4412),
-        compressed_case("Fe_compressed_100", FE, "", (8, 8, 8), ("z",), 4413),
+                        (4, 2, 3), ("z",), 4412),
+        compressed_case("Fe_compressed_100", FE, "", (6, 6, 6), ("z",), 4413),
         compressed_case("Fe_compressed_110", FE, "orient x 0 0 1 orient y 1 -1 0 orient z 1 1 0",
-                        (8, 5, 5), ("z",), 4414),
-        # meam/spline costs ~15x an EAM per atom: shorter equilibration and holds
-        compressed_case("Ti_compressed", TI, "", (8, 5, 6), ("z", "x"), 4415, equilibrate=500,
-                        hold=250),
+                        (6, 4, 4), ("z",), 4414),
+        # meam/spline costs ~15x an EAM per atom: a smaller crystal and shorter holds
+        compressed_case("Ti_compressed", TI, "", (6, 4, 4), ("z", "x"), 4415, hold=150),
         shock_case(),
         ramp_case(),
     )
