@@ -241,3 +241,12 @@ def test_a_tiny_slab_end_to_end(tmp_path):
                "real": section}
     text = render(results, tmp_path)
     assert "## 6. Real systems" in text and "Cu_tiny_slab, vacuum 4x" in text
+
+
+def test_select_cases_names_the_unknown_ones():
+    from lpfm_insitu.evaluation.real_cases import default_cases, select_cases
+
+    assert [c.name for c in select_cases(None)] == [c.name for c in default_cases()]
+    assert [c.name for c in select_cases("Fe_slab, Cu_slab")] == ["Cu_slab", "Fe_slab"]
+    with pytest.raises(ValueError, match="Cu_slb"):
+        select_cases("Cu_slb")

@@ -144,10 +144,13 @@ def run_evaluation(args) -> int:
             results["cost"] = run_cost(model, threads=max(args.threads, 2), log=_log)
         elif section == "real":
             from .md_snapshots import DEFAULT_CACHE
+            from .real_cases import select_cases
             from .real_eval import run_real
 
             results["real"] = run_real(model, cache=args.cache or DEFAULT_CACHE,
-                                       n_ranks=args.ranks, log=_log)
+                                       n_ranks=args.ranks,
+                                       cases=select_cases(getattr(args, "real_cases", None)),
+                                       log=_log)
         wall[section] = time.time() - start
         threads[section] = args.threads
         _log(f"[lpfm eval] {section} done in {wall[section]:.0f} s")

@@ -265,6 +265,19 @@ def default_cases() -> tuple[RealCase, ...]:
     )
 
 
+def select_cases(names: str | None) -> tuple[RealCase, ...]:
+    """The default cases named in ``names`` (comma-separated), or all of them."""
+    cases = default_cases()
+    if not names:
+        return cases
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = [c.name for c in cases]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ValueError(f"unknown real-system case(s) {unknown}; choose from {known}")
+    return tuple(c for c in cases if c.name in wanted)
+
+
 def _render(case: RealCase, potential_dir: Path) -> str:
     text = case.render(potential_dir)
     return text.replace("{potential}", str(Path(potential_dir) / case.material.potential))

@@ -231,6 +231,8 @@ def run_real(model, cache=DEFAULT_CACHE, n_ranks: int = 2, cases=None, log=print
     start = time.time()
     cases = default_cases() if cases is None else cases
     section = {"candidates": list(CANDIDATES), "interior_depth_A": INTERIOR_DEPTH,
+               "cases_not_run": [c.name for c in default_cases()
+                                 if c.name not in {k.name for k in cases}],
                "vacuum_factors": list(VACUUM_FACTORS), "untransformed_ptm": UNTRANSFORMED_PTM,
                "cases": {}}
     for case in cases:

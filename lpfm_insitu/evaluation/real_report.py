@@ -160,6 +160,9 @@ def render_real(real: dict) -> list[str]:
     cases_desc = [[n, e["kind"], e["description"], e.get("n_atoms", "")]
                   for n, e in cases.items()]
     parts += [_table(["case", "kind", "MD", "atoms"], cases_desc), ""]
+    if real.get("cases_not_run"):
+        parts += [f"**Not in this report** (the run was limited with `--real-cases`): "
+                  f"{', '.join(real['cases_not_run'])}; rerun `{COMMAND}` for all of them.", ""]
     surface = _of_kind(real, "slab", "particle", "void")
     if surface:
         interior, outer, called = [], [], []
