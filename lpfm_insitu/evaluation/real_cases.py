@@ -253,8 +253,10 @@ def default_cases() -> tuple[RealCase, ...]:
         void_case(),
         coexistence_case(),
         compressed_case("Cu_compressed_100", CU, "", (5, 5, 5), ("z",), 4411),
+        # LAMMPS' spacing along an orient axis is the unit cube's extent (1.633a along
+        # [11-2], whose period is 1.225a): 3 of them are 4 periods, so the box is periodic
         compressed_case("Cu_compressed_111", CU, "orient x 1 -1 0 orient y 1 1 -2 orient z 1 1 1",
-                        (4, 2, 3), ("z",), 4412),
+                        (4, 3, 3), ("z",), 4412),
         compressed_case("Fe_compressed_100", FE, "", (6, 6, 6), ("z",), 4413),
         compressed_case("Fe_compressed_110", FE, "orient x 0 0 1 orient y 1 -1 0 orient z 1 1 0",
                         (6, 4, 4), ("z",), 4414),
