@@ -250,3 +250,12 @@ def test_select_cases_names_the_unknown_ones():
     assert [c.name for c in select_cases("Fe_slab, Cu_slab")] == ["Cu_slab", "Fe_slab"]
     with pytest.raises(ValueError, match="Cu_slb"):
         select_cases("Cu_slb")
+
+
+def test_the_shock_wall_is_read_from_the_substituted_echo():
+    from lpfm_insitu.evaluation.real_cases import _zwall
+
+    log = ("variable        zwall equal ${zw0}\nvariable        zwall equal -0.5224\n"
+           "fix             mirror all wall/reflect zlo ${zwall}\n")
+    assert _zwall(log) == pytest.approx(-0.5224)
+    assert _zwall("nothing here\n") is None

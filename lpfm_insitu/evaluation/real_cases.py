@@ -292,13 +292,13 @@ def cache_key(case: RealCase, potential_dir: Path) -> str:
 
 def _zwall(log_text: str) -> float | None:
     """The shock's wall position, from the echoed ``variable zwall equal <value>``."""
-    for line in log_text.splitlines():
+    for line in log_text.splitlines():  # LAMMPS echoes the line before and after substitution
         words = line.split()
         if words[:3] == ["variable", "zwall", "equal"] and len(words) == 4:
             try:
                 return float(words[3])
             except ValueError:
-                return None
+                continue
     return None
 
 
@@ -332,8 +332,10 @@ def _cached_or_run(case, folder, potential_dir, n_ranks, log):
 
     meta_path = folder / "meta.json"
     if meta_path.is_file():
-        return load_case_frames(folder, case), {**json.loads(meta_path.read_text()),
-                                                "from_cache": True}
+        meta = json.loads(meta_path.read_text())
+        if meta.get("zwall") is None and (folder / "log.lammps").is_file():
+            meta["zwall"] = _zwall((folder / "log.lammps").read_text())
+        return load_case_frames(folder, case), {**meta, "from_cache": True}
     log(f"  running LAMMPS for {case.name} ({case.description})")
     work = Path(tempfile.mkdtemp(prefix=f"{case.name}-", dir=folder.parent))
     try:
