@@ -221,8 +221,9 @@ def render_real(real: dict) -> list[str]:
                             + [_breakdown([p for p in r["breakdown"]["lpfm_0"]
                                            if p[0] != e["true_label"]])])
         parts += ["**Hot crystals compressed uniaxially (MD)**: equilibrated (NPT), the box "
-                  "and atoms scaled along one axis by the volume compression, held 1 ps at "
-                  "fixed box (NVT). % of atoms labelled with the crystal's phase. \"PTM back "
+                  "and atoms scaled along one axis by the volume compression, held briefly at "
+                  "fixed box (NVT; times in the MD column). % of atoms labelled with the "
+                  "crystal's phase. \"PTM back "
                   "in the unstrained box\": PTM (no cutoff) on the held frame scaled back "
                   f"along that axis; below {100 * real['untransformed_ptm']:g}% the case counts "
                   "as transformed and leaves the targets.", "",
