@@ -4,7 +4,9 @@ One module per job: ``synthetic_eval`` (prototype accuracy and denoising), ``phy
 and ``paths`` (Bain/Burgers paths, logit versus displacement), ``md_templates`` and
 ``md_snapshots`` (cached LAMMPS snapshots near melting), ``baselines`` (PTM, a-CNA via
 OVITO), ``md_eval`` (the comparison), ``strain_eval``
-(compressed hot crystals), ``cost`` (timing, bf16), ``metrics`` (scoring and
+(compressed hot crystals), ``cost`` (timing, bf16), ``real_cases``, ``real_truth``,
+``real_eval`` and ``real_report`` (slabs, a particle, a void, a solid-liquid interface,
+compressed MD crystals, the Ti ramp and the shocked Fe, with their geometric truth), ``metrics`` (scoring and
 ``calibrate_on_liquid``), ``report`` (Markdown) and ``command`` (the CLI glue).
 """
 
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 from .metrics import calibrate_on_liquid, rejection_threshold  # noqa: F401
 
-SECTIONS = ("synthetic", "physics", "md", "strain", "cost")
+SECTIONS = ("synthetic", "physics", "md", "strain", "cost", "real")
 
 
 def register_command(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="evaluate a model: synthetic accuracy, order-parameter physics, "
-                     "near-melting MD against PTM/CNA, cost; writes a Markdown report")
+                     "near-melting MD against PTM/CNA, cost, real systems (surfaces, "
+                     "liquid, compression, Ti ramp, shock); writes a Markdown report")
     p.add_argument("--model", default="default", help="shipped model name or model file")
     p.add_argument("--output", default="reports/model", help="report folder")
     p.add_argument("--cache", default=None,
@@ -26,6 +29,9 @@ def register_command(subparsers) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--ranks", type=int, default=2, help="MPI ranks for LAMMPS (default 2)")
     p.add_argument("--md-frames", type=int, default=2, help="MD frames per system (default 2)")
+    p.add_argument("--real-cases", default=None,
+                   help="comma-separated subset of the real section's cases (default: all; "
+                        "names as in its report table)")
     p.add_argument("--sections", default=",".join(SECTIONS),
                    help="comma-separated subset of " + ",".join(SECTIONS) + "; sections not "
                         "run keep their previous results from OUTPUT/results.json; an empty "

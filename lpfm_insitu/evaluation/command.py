@@ -104,6 +104,10 @@ def run_evaluation(args) -> int:
         _log("note: results.json was made with another model; dropping its sections")
         results = {}
     wall = dict(results.get("meta", {}).get("section_wall_s", {}))
+    # threads per section: a subset rerun may use other threads than the sections it keeps
+    previous_threads = results.get("meta", {}).get("threads")
+    threads = {k: previous_threads for k in wall if previous_threads is not None}
+    threads.update(results.get("meta", {}).get("section_threads", {}))
     start_all = time.time()
     load_start = load_average()
     for section in sections:
@@ -139,7 +143,17 @@ def run_evaluation(args) -> int:
             from .cost import run_cost
 
             results["cost"] = run_cost(model, threads=max(args.threads, 2), log=_log)
+        elif section == "real":
+            from .md_snapshots import DEFAULT_CACHE
+            from .real_cases import select_cases
+            from .real_eval import run_real
+
+            results["real"] = run_real(model, cache=args.cache or DEFAULT_CACHE,
+                                       n_ranks=args.ranks,
+                                       cases=select_cases(getattr(args, "real_cases", None)),
+                                       log=_log)
         wall[section] = time.time() - start
+        threads[section] = args.threads
         _log(f"[lpfm eval] {section} done in {wall[section]:.0f} s")
     if not sections and "meta" in results:  # --sections "": re-render the report only
         results["meta"]["model"] = identity
@@ -149,7 +163,8 @@ def run_evaluation(args) -> int:
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "model": identity, "package_version": __version__, "torch_version": torch.__version__,
         "threads": args.threads, "cpu_count": os.cpu_count(), "load_average_start": load_start,
-        "section_wall_s": wall, "this_run_wall_s": time.time() - start_all,
+        "section_wall_s": wall, "section_threads": threads,
+        "this_run_wall_s": time.time() - start_all,
         "sections_this_run": sections,
     }
     return _write(results, out, results_path, start_all)

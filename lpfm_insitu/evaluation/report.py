@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .md_eval import METHOD_COLUMNS, STEPS
 from .physics import SHORT
+from .real_report import real_targets, render_real
 
 TARGETS = {
     "synthetic_perturbed_8steps": 0.995,
@@ -101,6 +102,7 @@ def targets(results) -> list[tuple[str, str, str, object]]:
         rows.append(("classification cost at 2 threads", "(goal 30 us/atom)",
                      f"{cost['classification_us_per_atom']:.0f} us/atom",
                      cost["classification_us_per_atom"] <= 30))
+    rows += real_targets(results)
     return rows
 
 
@@ -175,6 +177,13 @@ def _one_prior_text(prior: dict, n_phases: int) -> str:
     return "log prior " + ", ".join(f"{p} {v:g}" for p, v in sorted(prior.items()))
 
 
+def _threads_text(meta: dict) -> str:
+    per = meta.get("section_threads") or {}
+    if len(set(per.values())) <= 1:
+        return str(meta["threads"])
+    return ", ".join(f"{k} {v}" for k, v in per.items())
+
+
 def render(results: dict, out_dir: Path) -> str:
     r = results
     meta = r["meta"]
@@ -193,7 +202,8 @@ def render(results: dict, out_dir: Path) -> str:
              + "".join(f"; {k}: {v}" for k, v in (model.get("note") or {}).items()) + ".",
              f"- **Date**: {meta['date']} (lpfm_insitu {meta['package_version']}, torch "
              f"{meta['torch_version']}).",
-             f"- **Machine**: {meta['cpu_count']} cores, torch threads used: {meta['threads']}; "
+             f"- **Machine**: {meta['cpu_count']} cores, torch threads used: "
+             f"{_threads_text(meta)}; "
              f"1-min load average at start {(meta.get('load_average_start') or [-1])[0]:.1f}.",
              f"- **Wall time**: {sum(meta.get('section_wall_s', {}).values()):.0f} s for all "
              "sections (" + ", ".join(f"{k} {v:.0f} s" for k, v in
@@ -216,6 +226,8 @@ def render(results: dict, out_dir: Path) -> str:
         parts += _strain(r["strain"])
     if "cost" in r:
         parts += _cost(r["cost"])
+    if "real" in r:
+        parts += render_real(r["real"])
     return "\n".join(parts) + "\n"
 
 
