@@ -172,11 +172,11 @@ def summary(results: list, model_name: str, denoise_steps: int) -> dict:
     return out
 
 
-def progress(iterable, total: int, what: str, quiet: bool = False):
+def progress(iterable, total: int, what: str, quiet: bool = False, unit: str = "frame"):
     """A tqdm bar on stderr when there is more than one item (and not ``quiet``)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=what, unit="frame", file=sys.stderr,
+    return tqdm(iterable, total=total, desc=what, unit=unit, file=sys.stderr,
                 disable=quiet or total < 2, leave=False)
 
 

@@ -98,7 +98,9 @@ def run_bench(args: argparse.Namespace) -> int:
     output.mkdir(parents=True, exist_ok=True)
     results_path = output / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    for name in wanted:
+    from ..offline import progress
+
+    for name in progress(wanted, len(wanted), "lpfm bench", unit="section"):
         _log(f"lpfm bench: {name} ...")
         start, load_before = time.time(), _load_average()
         section = RUNNERS[name](args)

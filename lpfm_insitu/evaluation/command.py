@@ -110,7 +110,9 @@ def run_evaluation(args) -> int:
     threads.update(results.get("meta", {}).get("section_threads", {}))
     start_all = time.time()
     load_start = load_average()
-    for section in sections:
+    from ..offline import progress
+
+    for section in progress(sections, len(sections), "lpfm eval", unit="section"):
         start = time.time()
         _log(f"[lpfm eval] {section}")
         if section == "synthetic":
