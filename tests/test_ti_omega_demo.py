@@ -73,13 +73,13 @@ def test_insitu_labels_equal_offline_classify_on_the_last_frame(quick_ti):
     insitu = read(workdir / "ti_omega.dump", index=-1, format="lammps-dump-text")
     assert insitu.info["timestep"] == LAST_STEP
     offline = _classify(workdir, "offline.xyz")
-    np.testing.assert_array_equal(offline.arrays["lpfm_phase_index"],
+    np.testing.assert_array_equal(offline.arrays["lpfm_phase"],
                                   insitu.arrays["i_lpfm_phase"])
     np.testing.assert_allclose(offline.arrays["lpfm_conf"], insitu.arrays["d_lpfm_conf"],
                                rtol=0, atol=1e-4)
     # the denoised pass of the last step against `lpfm classify --denoise-steps 8`
     denoised = _classify(workdir, "offline8.xyz", "--denoise-steps", "8")
-    np.testing.assert_array_equal(denoised.arrays["lpfm_phase_index"],
+    np.testing.assert_array_equal(denoised.arrays["lpfm_phase"],
                                   insitu.arrays["i_lpfmd_phase"])
     disp = np.column_stack([insitu.arrays[f"d2_lpfmd_disp[{k}]"] for k in (1, 2, 3)])
     assert np.abs(disp).max() > 0.01, "denoising should move the atoms"

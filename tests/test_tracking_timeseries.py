@@ -205,6 +205,7 @@ OLD_SWMR_WRITER = textwrap.dedent(
     from lpfm_insitu import timeseries
     timeseries.LIBVER = "latest"  # an earlier version's SWMR file
     ts = timeseries.PhaseTimeSeries.open(sys.argv[1], PHASES, {{"model": "writer"}})
+    ts._file.swmr_mode = True  # as the earlier version's writer switched it on
     for step in range(0, 101, 10):
         ts.append(step, step * 1e-3, stats_at(step))
     print("done", flush=True)
