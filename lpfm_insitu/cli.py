@@ -110,7 +110,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="stop denoising once no atom moves more than this (length units)")
     p.add_argument("--nn-distance", type=float, default=None,
                    help="density-equivalent nearest-neighbour distance in Å (the FCC NN "
-                        "distance at the input's volume per atom); default: from the cell")
+                        "distance at the input's volume per atom) for all atoms; default: each "
+                        "atom's own, from its neighbourhood")
     p.add_argument("--candidates", default=None,
                    help="comma-separated phases to restrict the classification to, by common "
                         "name or AFLOW label (e.g. bcc,hcp,omega)")
