@@ -21,7 +21,7 @@ from matplotlib.patches import Patch
 
 from lpfm_insitu.constants import UNKNOWN_PHASE
 from lpfm_insitu.ovito_modifier import UNKNOWN_COLOUR, common_name, phase_colours
-from lpfm_insitu.timeseries import read_time_series
+from lpfm_insitu.tracking.timeseries import read_time_series
 
 #: A phase gets a line and a legend entry only if its fraction ever exceeds this.
 SHOWN = 0.01

@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 
 __all__ = ["__version__", "load_model", "PhaseModel", "PhaseResult"]
 
-_LAZY = {"load_model": ".modelfile", "PhaseModel": ".inference", "PhaseResult": ".inference"}
+_LAZY = {"load_model": ".model.files", "PhaseModel": ".model.inference",
+         "PhaseResult": ".model.inference"}
 
 
 def __getattr__(name):
@@ -26,10 +27,10 @@ def __getattr__(name):
 
 
 class _E3nnNeedsTorchCompat:
-    """Runs ``_torch_compat`` just before e3nn is first imported, by anyone.
+    """Runs ``model.torch_compat`` just before e3nn is first imported, by anyone.
 
     e3nn loads a constants file at import that torch >= 2.6 refuses without the allow-list
-    ``_torch_compat`` sets; importing it here eagerly would import torch with the package.
+    ``model.torch_compat`` sets; importing it here eagerly would import torch with the package.
     """
 
     @staticmethod
@@ -37,7 +38,7 @@ class _E3nnNeedsTorchCompat:
         if name == "e3nn":
             sys.meta_path.remove(_E3nnNeedsTorchCompat)
             try:
-                from . import _torch_compat  # noqa: F401
+                from .model import torch_compat as _torch_compat  # noqa: F401
             except ImportError:  # pragma: no cover - no torch: e3nn's own import says so
                 pass
         return None  # the ordinary finders import e3nn itself

@@ -51,7 +51,7 @@ from ovito.pipeline import ModifierInterface
 from traits.api import Any, Bool, Float, Int, Str
 
 from .constants import UNKNOWN_PHASE
-from .prototypes import PROTOTYPES
+from .training.prototypes import PROTOTYPES
 
 PHASE_PROPERTY = "lpfm_phase"
 CONFIDENCE_PROPERTY = "lpfm_conf"
@@ -140,7 +140,7 @@ class LPFMModifier(ModifierInterface):
     def _model(self):
         key = (self.model, self.device)
         if self._loaded is None or self._loaded[0] != key:
-            from .modelfile import load_model
+            from .model.files import load_model
 
             self._loaded = (key, load_model(self.model, device=self.device))
         return self._loaded[1]
@@ -164,7 +164,7 @@ class LPFMModifier(ModifierInterface):
             raise ValueError("LPFMModifier: give nn_distance or atomic_volume, not both "
                              "(both set the length scale)")
         if self.atomic_volume:
-            from .inference import equivalent_nn_distance  # torch: only once a model runs
+            from .model.inference import equivalent_nn_distance  # torch: only once a model runs
 
             return equivalent_nn_distance(self.atomic_volume)
         return self.nn_distance or None

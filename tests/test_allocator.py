@@ -9,7 +9,7 @@ import pytest
 
 PROBE = """
 import json, numpy as np
-from lpfm_insitu.allocator import keep_freed_memory
+from lpfm_insitu.model.allocator import keep_freed_memory
 def rss_kib():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))

@@ -8,7 +8,7 @@ import pytest
 from lpfm_insitu.bench.accuracy import COLUMNS, accuracy_table
 from lpfm_insitu.bench.report import write_report
 from lpfm_insitu.bench.throughput import run_throughput, scaling_summary
-from lpfm_insitu.cli import main
+from lpfm_insitu.cli.main import main
 
 
 def test_throughput_rows_are_measured_in_fresh_processes():

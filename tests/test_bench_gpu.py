@@ -42,7 +42,7 @@ def test_gpu_rows_are_measured_and_half_precision_labels_agree():
         assert 0 < row["network_us_per_atom"] < row["end_to_end_us_per_atom"]
         assert row["peak_kib_per_atom"] > 0 and row["atoms_that_fit"] > 2000
     from lpfm_insitu.bench.throughput import crystal
-    from lpfm_insitu.modelfile import load_model
+    from lpfm_insitu.model.files import load_model
 
     atoms = crystal(2000)
     fp32 = load_model("default").to("cuda", "fp32").classify_atoms(atoms)

@@ -7,15 +7,15 @@ import pytest
 import torch
 from ase.build import bulk
 
-from lpfm_insitu.calibration import (disordered_packing, prior_of_strength,
+from lpfm_insitu.training.calibration import (disordered_packing, prior_of_strength,
                                      step_thresholds_on_liquid, step_thresholds_on_liquids,
                                      _choose_step, ideal_structures, tune_phase_prior,
                                      tune_step_size, validation_structures)
-from lpfm_insitu.cli import main
+from lpfm_insitu.cli.main import main
 from lpfm_insitu.constants import UNKNOWN_PHASE
-from lpfm_insitu.inference import PhaseModel
-from lpfm_insitu.model import ModelSpec, build_network
-from lpfm_insitu.modelfile import load_model, read_header, save_model
+from lpfm_insitu.model.inference import PhaseModel
+from lpfm_insitu.model.network import ModelSpec, build_network
+from lpfm_insitu.model.files import load_model, read_header, save_model
 
 PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c")
 SPEC = ModelSpec(phases=PHASES, backbone={"channels": 4, "max_ell": 2, "correlation": 2,

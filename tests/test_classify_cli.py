@@ -7,8 +7,8 @@ import pytest
 from ase.build import bulk
 from ase.io import read
 
-from lpfm_insitu.cli import main
-from lpfm_insitu.modelfile import load_model
+from lpfm_insitu.cli.main import main
+from lpfm_insitu.model.files import load_model
 
 FCC = "A_cF4_225_a"
 
@@ -116,7 +116,7 @@ def test_json_on_stdout_is_the_only_output_there(hot_copper_dump):
     import sys
 
     dump, atoms = hot_copper_dump
-    done = subprocess.run([sys.executable, "-c", "from lpfm_insitu.cli import main; "
+    done = subprocess.run([sys.executable, "-c", "from lpfm_insitu.cli.main import main; "
                            "raise SystemExit(main())", "classify", str(dump), "--model", "fast",
                            "--json"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -161,7 +161,7 @@ def test_outputs_open_in_ovito_with_the_phase_as_a_typed_coloured_property(hot_c
     types = data.particles["Structure Type"]
     names = {t.id: t.name for t in types.types}
     got = [names[k] for k in np.asarray(types)]
-    from lpfm_insitu.prototypes import common_name
+    from lpfm_insitu.training.prototypes import common_name
 
     expected = [common_name(p) if k >= 0 else "unknown"
                 for k, p in zip(reference.labels, reference.label_names)]
@@ -237,7 +237,7 @@ def test_help_and_version_import_no_model_code_and_answer_fast():
              "import lpfm_insitu\n"
              "before = set(sys.modules)\n"
              "start = time.perf_counter()\n"
-             "from lpfm_insitu.cli import main\n"
+             "from lpfm_insitu.cli.main import main\n"
              "for argv in (['--help'], ['--version']):\n"
              "    with contextlib.redirect_stdout(io.StringIO()):\n"
              "        try:\n"
@@ -267,8 +267,8 @@ def test_multi_frame_classify_shows_a_progress_bar(hot_copper_dump, tmp_path, ca
 
 
 def test_track_then_plot_a_dump_trajectory(hot_copper_dump, tmp_path, capsys):
-    from lpfm_insitu.plotting import model_name, parent_index
-    from lpfm_insitu.timeseries import read_time_series
+    from lpfm_insitu.tracking.plotting import model_name, parent_index
+    from lpfm_insitu.tracking.timeseries import read_time_series
 
     _, atoms = hot_copper_dump
     trajectory = tmp_path / "traj.dump"

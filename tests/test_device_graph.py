@@ -7,9 +7,9 @@ import pytest
 import torch
 from ase.build import bulk
 
-from lpfm_insitu.graph import open_graph, periodic_graph
-from lpfm_insitu.inference import PhaseModel
-from lpfm_insitu.model import ModelSpec, build_network
+from lpfm_insitu.model.graph import open_graph, periodic_graph
+from lpfm_insitu.model.inference import PhaseModel
+from lpfm_insitu.model.network import ModelSpec, build_network
 
 SMALL = {"channels": 8, "correlation": 2, "max_ell": 2, "num_interactions": 2, "r_max": 4.6}
 PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c")

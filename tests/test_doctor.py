@@ -5,8 +5,8 @@ import sys
 import types
 
 import lpfm_insitu
-from lpfm_insitu import doctor
-from lpfm_insitu.cli import main
+from lpfm_insitu.cli import doctor
+from lpfm_insitu.cli.main import main
 
 
 class _FakeLammps:
@@ -92,7 +92,7 @@ def test_e3nn_imports_under_strict_torch_load_after_lpfm_insitu():
 def test_doctor_prints_its_report_and_nothing_else():
     """No TorchScript warnings from e3nn and no mace notice on a line of its own: the
     optional accelerator is one remark inside the mace-torch line."""
-    result = subprocess.run([sys.executable, "-m", "lpfm_insitu.cli", "doctor"],
+    result = subprocess.run([sys.executable, "-m", "lpfm_insitu.cli.main", "doctor"],
                             capture_output=True, text=True, timeout=600)
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert all(line.startswith(("[ok]", "[MISSING]", "      fix:")) for line in lines[:-1]), lines

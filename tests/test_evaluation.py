@@ -15,7 +15,7 @@ from lpfm_insitu.evaluation.metrics import (UNKNOWN, accuracy, calibrate_on_liqu
 from lpfm_insitu.evaluation.paths import (bain_cell, burgers_cell, gaussian_perturbation,
                                           linear_fit, mean_squared_displacement,
                                           spacegroup_number)
-from lpfm_insitu.prototypes import PROTOTYPE_LABELS
+from lpfm_insitu.training.prototypes import PROTOTYPE_LABELS
 
 FCC, BCC, HCP, DIAMOND = "A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_cF8_227_a"
 

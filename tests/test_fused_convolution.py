@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from lpfm_insitu.fused_convolution import (ScalarFusedConvolution, fuse_first_convolutions,
+from lpfm_insitu.model.fused_convolution import (ScalarFusedConvolution, fuse_first_convolutions,
                                            unfuse_convolutions)
-from lpfm_insitu.model import DecoderConfig, ModelSpec, build_compact_mace, build_network, BackboneConfig
-from lpfm_insitu.modelfile import load_model, save_model
-from lpfm_insitu.inference import PhaseModel
+from lpfm_insitu.model.network import DecoderConfig, ModelSpec, build_compact_mace, build_network, BackboneConfig
+from lpfm_insitu.model.files import load_model, save_model
+from lpfm_insitu.model.inference import PhaseModel
 
 PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c")
 
@@ -64,7 +64,7 @@ def test_every_scalar_layer_is_fused_and_others_are_refused():
 
 @pytest.mark.parametrize("layers", [1, 2])
 def test_pruning_ghost_edges_keeps_owned_logits_and_gradient(layers):
-    from lpfm_insitu.graph import open_graph
+    from lpfm_insitu.model.graph import open_graph
 
     torch.manual_seed(0)
     spec = ModelSpec(phases=PHASES, backbone={"channels": 8, "max_ell": 2, "correlation": 2,

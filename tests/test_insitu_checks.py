@@ -30,7 +30,7 @@ def checks(tmp_path_factory):
     assert result.returncode == 0 and "ALL OK" in result.stdout, out[-5000:]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from lpfm_insitu.modelfile import load_model
+        from lpfm_insitu.model.files import load_model
 
         loaded = load_model(model)
     return dict(out=result.stdout, dir=base, model=loaded)

@@ -29,7 +29,7 @@ def test_driver_example_matches_single_process(tmp_path, run_mpi_python):
     assert [f[0] for f in frames] == [0, 10, 20]  # fix external classifies at setup too
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from lpfm_insitu.modelfile import load_model
+        from lpfm_insitu.model.files import load_model
 
         model = load_model(model_path)
     op_idx = [model.phases.index(p) for p in OPS]

@@ -49,7 +49,7 @@ def averaged_tiny_model(tmp_path_factory):
 def _load(path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from lpfm_insitu.modelfile import load_model
+        from lpfm_insitu.model.files import load_model
 
         return load_model(path)
 

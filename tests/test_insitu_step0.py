@@ -71,8 +71,8 @@ def step0_runs(tmp_path_factory, tiny_model):
 
 
 def test_labels_and_thermo_fractions_at_step_0_on_1_and_2_ranks(step0_runs, tiny_model):
-    from lpfm_insitu.modelfile import load_model
-    from lpfm_insitu.timeseries import read_time_series
+    from lpfm_insitu.model.files import load_model
+    from lpfm_insitu.tracking.timeseries import read_time_series
 
     model = load_model(tiny_model)
     fcc = model.phases.index("A_cF4_225_a")

@@ -6,12 +6,12 @@ import pytest
 from ase.build import bulk
 
 from lpfm_insitu import load_model
-from lpfm_insitu.graph import periodic_graph
-from lpfm_insitu.inference import NoHalo
-from lpfm_insitu.local_scale import (REFERENCE_ATOMIC_VOLUME, SURFACE_OPENNESS,
+from lpfm_insitu.model.graph import periodic_graph
+from lpfm_insitu.model.inference import NoHalo
+from lpfm_insitu.model.local_scale import (REFERENCE_ATOMIC_VOLUME, SURFACE_OPENNESS,
                                      equivalent_nn_distance, estimate_local_scale)
-from lpfm_insitu.prototypes import PROTOTYPE_LABELS, build_prototype
-from lpfm_insitu.synthetic import ideal_supercell
+from lpfm_insitu.training.prototypes import PROTOTYPE_LABELS, build_prototype
+from lpfm_insitu.training.synthetic import ideal_supercell
 
 FCC = "A_cF4_225_a"
 

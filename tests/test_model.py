@@ -9,10 +9,10 @@ from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
 from lpfm_insitu.constants import UNKNOWN_PHASE
-from lpfm_insitu.graph import periodic_graph
-from lpfm_insitu.inference import NoHalo, PhaseModel
-from lpfm_insitu.local_scale import REFERENCE_NN_DISTANCE, equivalent_nn_distance
-from lpfm_insitu.model import ModelSpec, build_network
+from lpfm_insitu.model.graph import periodic_graph
+from lpfm_insitu.model.inference import NoHalo, PhaseModel
+from lpfm_insitu.model.local_scale import REFERENCE_NN_DISTANCE, equivalent_nn_distance
+from lpfm_insitu.model.network import ModelSpec, build_network
 
 SMALL = {"channels": 8, "correlation": 2, "max_ell": 2, "num_interactions": 2, "r_max": 4.6}
 PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c")
@@ -147,7 +147,7 @@ def test_a_fixed_scale_on_a_subdomain_matches_the_periodic_cell(small_model):
 def test_shape_invariants_tell_the_sign_of_a_tetragonal_distortion():
     """Negative cosine for FCC compressed along a cube axis, positive stretched; ~0
     magnitude for ideal FCC and HCP, whose first-shell second moments are isotropic."""
-    from lpfm_insitu.model import shape_invariants
+    from lpfm_insitu.model.network import shape_invariants
 
     def invariants(atoms):
         graph = periodic_graph(atoms.positions, atoms.cell, True, 3.6)
@@ -198,7 +198,7 @@ def _check_subdomain_matches_periodic_cell(small_model, max_atoms_per_chunk, loc
 @pytest.mark.parametrize("periodic", [True, False])
 def test_a_graph_cut_to_a_shorter_radius_equals_a_new_search(periodic):
     """The neighbour average reuses the network's graph instead of searching again."""
-    from lpfm_insitu.graph import open_graph
+    from lpfm_insitu.model.graph import open_graph
 
     atoms = _rattled_fcc(repeat=3, sigma=0.2)
     if periodic:

@@ -8,9 +8,9 @@ import torch
 from ase.build import bulk
 from safetensors.torch import save_file
 
-from lpfm_insitu.inference import PhaseModel
-from lpfm_insitu.model import ModelSpec, build_network
-from lpfm_insitu.modelfile import (ModelFileError, load_model, read_header, save_model,
+from lpfm_insitu.model.inference import PhaseModel
+from lpfm_insitu.model.network import ModelSpec, build_network
+from lpfm_insitu.model.files import (ModelFileError, load_model, read_header, save_model,
                                    spec_for_mace_file)
 
 PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c")
@@ -99,7 +99,7 @@ def test_missing_and_unknown_names(tmp_path):
 
 
 def test_the_name_default_and_no_name_load_the_default_model():
-    from lpfm_insitu.modelfile import DEFAULT_MODEL, resolve_model_path, shipped_models
+    from lpfm_insitu.model.files import DEFAULT_MODEL, resolve_model_path, shipped_models
 
     assert DEFAULT_MODEL in shipped_models() and "default" not in shipped_models()
     assert resolve_model_path("default") == resolve_model_path(DEFAULT_MODEL)

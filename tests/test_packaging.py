@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MODELS = REPO / "lpfm_insitu" / "models"
+MODELS = REPO / "lpfm_insitu" / "model" / "shipped"
 
 
 def test_built_package_holds_every_model_file_training_configs_included(tmp_path):
@@ -30,12 +30,12 @@ def test_built_package_holds_every_model_file_training_configs_included(tmp_path
     shipped = {p.name for p in MODELS.iterdir() if p.is_file()}
     yaml_files = {name for name in shipped if name.endswith(".yaml")}
     assert yaml_files, "no training configs found next to the models"
-    built = {p.name for p in (lib / "lpfm_insitu" / "models").iterdir()}
+    built = {p.name for p in (lib / "lpfm_insitu" / "model" / "shipped").iterdir()}
     assert shipped <= built, f"left out of the package: {sorted(shipped - built)}"
 
     listing = subprocess.run(
         [sys.executable, "-c", "import importlib.resources as r, json; "
-         "m = r.files('lpfm_insitu.models'); "
+         "m = r.files('lpfm_insitu.model.shipped'); "
          "print(json.dumps([str(m), sorted(p.name for p in m.iterdir())]))"],
         cwd=tmp_path, env={"PYTHONPATH": str(lib), "PATH": "/usr/bin:/bin"},
         check=True, capture_output=True, text=True, timeout=300)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from lpfm_insitu.errors import LPFMError, PhaseNameError
-from lpfm_insitu.prototypes import (COMMON_NAMES, PROTOTYPE_LABELS, common_name, display_names,
+from lpfm_insitu.training.prototypes import (COMMON_NAMES, PROTOTYPE_LABELS, common_name, display_names,
                                     resolve_phase, resolve_phases)
-from lpfm_insitu.triggers import parse_rules
+from lpfm_insitu.tracking.triggers import parse_rules
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def tiny_model_loaded(tmp_path_factory):
     sys.path.insert(0, str(MPI_SCRIPTS))
     from insitu_common import make_tiny_model
 
-    from lpfm_insitu.modelfile import load_model
+    from lpfm_insitu.model.files import load_model
 
     return load_model(make_tiny_model(tmp_path_factory.mktemp("m") / "tiny.safetensors"))
 
@@ -80,7 +80,7 @@ def test_trigger_rules_take_common_names():
 
 
 def test_classify_atoms_candidates_take_common_names(tiny_model_loaded):
-    from lpfm_insitu.prototypes import build_prototype
+    from lpfm_insitu.training.prototypes import build_prototype
 
     model = tiny_model_loaded
     atoms = build_prototype("A_hP2_194_c").repeat((3, 3, 2))

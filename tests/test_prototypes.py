@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from ase.neighborlist import neighbor_list
 
-from lpfm_insitu.prototypes import (
+from lpfm_insitu.training.prototypes import (
     PROTOTYPE_LABELS,
     PROTOTYPES,
     Prototype,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lpfm_insitu.phase_stats import PhaseStatistics
-from lpfm_insitu.timeseries import PhaseTimeSeries
+from lpfm_insitu.tracking.statistics import PhaseStatistics
+from lpfm_insitu.tracking.timeseries import PhaseTimeSeries
 
 REPO = Path(__file__).resolve().parent.parent
 PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_cF8_227_a")

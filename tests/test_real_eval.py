@@ -144,7 +144,7 @@ def test_periodic_distance_to_planes():
 
 def test_shell_closure_tells_omega_from_close_packed_and_bcc():
     pytest.importorskip("ovito")
-    from lpfm_insitu.prototypes import build_prototype
+    from lpfm_insitu.training.prototypes import build_prototype
 
     omega = build_prototype("A_hP3_191_ad", 17.0).repeat((5, 5, 8))
     closure = truth.shell_closure(omega)

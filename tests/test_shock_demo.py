@@ -23,7 +23,7 @@ N_ATOMS = 2560
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
-    from lpfm_insitu.demo import run_demo
+    from lpfm_insitu.cli.demo import run_demo
 
     workdir = tmp_path_factory.mktemp("demo")
     start = time.perf_counter()
@@ -33,8 +33,8 @@ def quick_demo(tmp_path_factory):
 
 
 def test_quick_demo_detects_the_transformation_and_checkpoints(quick_demo):
-    from lpfm_insitu.snapshot import read_snapshot
-    from lpfm_insitu.timeseries import read_time_series
+    from lpfm_insitu.tracking.snapshot import read_snapshot
+    from lpfm_insitu.tracking.timeseries import read_time_series
 
     workdir, seconds = quick_demo
     data = read_time_series(workdir / "track.h5")

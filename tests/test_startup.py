@@ -29,8 +29,8 @@ def test_importing_the_package_imports_no_heavy_library(code):
 
 def test_the_lazy_names_are_the_real_ones():
     loaded = _modules_after("import lpfm_insitu\n"
-                            "from lpfm_insitu.inference import PhaseModel, PhaseResult\n"
-                            "from lpfm_insitu.modelfile import load_model\n"
+                            "from lpfm_insitu.model.inference import PhaseModel, PhaseResult\n"
+                            "from lpfm_insitu.model.files import load_model\n"
                             "assert lpfm_insitu.PhaseModel is PhaseModel\n"
                             "assert lpfm_insitu.PhaseResult is PhaseResult\n"
                             "assert lpfm_insitu.load_model is load_model\n")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lpfm_insitu.evaluation.strain_eval import MODES, crystal_under_compression, deformation
-from lpfm_insitu.synthetic import apply_strain
+from lpfm_insitu.training.synthetic import apply_strain
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lpfm_insitu.prototypes import PROTOTYPE_LABELS, build_prototype, nearest_neighbour_distance
-from lpfm_insitu.synthetic import (
+from lpfm_insitu.training.prototypes import PROTOTYPE_LABELS, build_prototype, nearest_neighbour_distance
+from lpfm_insitu.training.synthetic import (
     Sample,
     SyntheticSampler,
     add_noise,
@@ -293,7 +293,7 @@ def test_sampler_rejects_unknown_label():
 
 def test_uniaxial_exempt_prototypes_get_no_uniaxial_strain():
     """bct In stretched or squeezed along c becomes FCC: it is kept out of uniaxial strain."""
-    from lpfm_insitu.synthetic import SyntheticSampler
+    from lpfm_insitu.training.synthetic import SyntheticSampler
 
     sampler = SyntheticSampler(labels=["A_tI2_139_a", "A_cF4_225_a"], target_atoms=20,
                                shear_std=0.0, scale_range=(1.0, 1.0), p_uniaxial=1.0,
@@ -312,7 +312,7 @@ def test_uniaxial_exempt_prototypes_get_no_uniaxial_strain():
 
 def test_narrow_shear_prototypes_get_their_own_shear_width():
     """FCC and bct In keep a narrow shear while the other lattices get a wide one."""
-    from lpfm_insitu.synthetic import SyntheticSampler
+    from lpfm_insitu.training.synthetic import SyntheticSampler
 
     sampler = SyntheticSampler(labels=["A_cF4_225_a", "A_hP2_194_c"], target_atoms=20,
                                shear_std=0.1, scale_range=(1.0, 1.0), p_uniaxial=0.0,
@@ -331,7 +331,7 @@ def test_narrow_shear_prototypes_get_their_own_shear_width():
 
 
 def test_training_config_rejects_unknown_strain_setting(tmp_path):
-    from lpfm_insitu.training import Trainer, TrainingConfig
+    from lpfm_insitu.training.trainer import Trainer, TrainingConfig
 
     config = TrainingConfig(output=str(tmp_path / "m.safetensors"), strain={"shear": 0.1},
                             backbone={"channels": 4, "max_ell": 1, "num_interactions": 1,

@@ -1,4 +1,4 @@
-"""The model-free neighbour-template match (lpfm_insitu.template_match).
+"""The model-free neighbour-template match (lpfm_insitu.evaluation.template_match).
 
 Rotated, noisy prototype crystals must match their own template at every atom, omega's two
 sites in the 1:2 ratio of the crystal, and an exact crystal must have an RMSD of zero
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lpfm_insitu.prototypes import build_prototype
-from lpfm_insitu.template_match import default_templates, match_templates, site_templates
+from lpfm_insitu.training.prototypes import build_prototype
+from lpfm_insitu.evaluation.template_match import default_templates, match_templates, site_templates
 
 HCP, OMEGA, BCC, FCC = "A_hP2_194_c", "A_hP3_191_ad", "A_cI2_229_a", "A_cF4_225_a"
 

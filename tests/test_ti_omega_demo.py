@@ -31,7 +31,7 @@ LAST_STEP = 1000
 
 @pytest.fixture(scope="module")
 def quick_ti(tmp_path_factory):
-    from lpfm_insitu.demo import run_demo
+    from lpfm_insitu.cli.demo import run_demo
 
     workdir = tmp_path_factory.mktemp("ti_demo")
     start = time.perf_counter()
@@ -41,7 +41,7 @@ def quick_ti(tmp_path_factory):
 
 
 def _classify(workdir, output, *extra):
-    cmd = [sys.executable, "-m", "lpfm_insitu.cli", "classify", "ti_omega.dump",
+    cmd = [sys.executable, "-m", "lpfm_insitu.cli.main", "classify", "ti_omega.dump",
            "--candidates", CANDIDATES, "--output", output, *extra]
     result = subprocess.run(cmd, cwd=workdir, env=lammps_environment(), capture_output=True,
                             text=True, timeout=600)
@@ -50,7 +50,7 @@ def _classify(workdir, output, *extra):
 
 
 def test_time_series_starts_from_hcp_and_tracks_every_250_steps(quick_ti):
-    from lpfm_insitu.timeseries import read_time_series
+    from lpfm_insitu.tracking.timeseries import read_time_series
 
     workdir, seconds = quick_ti
     data = read_time_series(workdir / "track.h5")

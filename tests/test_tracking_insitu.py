@@ -74,7 +74,7 @@ def toggle_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("toggle")
     shutil.copy(MPI_SCRIPTS / "tracking_toggle.in", workdir)
     result = _run(workdir, "tracking_toggle.in")
-    from lpfm_insitu.timeseries import read_time_series
+    from lpfm_insitu.tracking.timeseries import read_time_series
 
     result.workdir = workdir
     result.series = read_time_series(workdir / "toggle.h5")
@@ -116,7 +116,7 @@ def test_fractions_sum_to_one_and_match_the_dumped_labels(toggle_run):
                 np.testing.assert_allclose(data["mean_op"][row][phases.index(p)],
                                            cols[f"d2_lpfm_op[{k}]"][mask].mean(), rtol=1e-8)
         # the x profile: the same binning of the dumped atoms, with the stored edges
-        from lpfm_insitu.phase_stats import spatial_profile
+        from lpfm_insitu.tracking.statistics import spatial_profile
 
         edges = data["profile_edges"][row]
         expected = spatial_profile(labels, cols["x"], n, edges[0], edges[-1], len(edges) - 1)
@@ -168,7 +168,7 @@ def reference_firings(data, cooldown, max_checkpoints, conf_below, phase, above)
 
 
 def test_trigger_fires_when_the_rule_says_with_cooldown_and_maximum(toggle_run):
-    from lpfm_insitu.snapshot import read_snapshot
+    from lpfm_insitu.tracking.snapshot import read_snapshot
 
     data = toggle_run.series
     phases = data["phases"]
@@ -233,7 +233,7 @@ def test_time_series_readable_mid_run_and_after_sigkill(tmp_path):
     it slower (the long deadline guards against a hung run, not a slow one)."""
     import h5py
 
-    from lpfm_insitu.timeseries import PhaseTimeSeries, read_time_series
+    from lpfm_insitu.tracking.timeseries import PhaseTimeSeries, read_time_series
 
     shutil.copy(MPI_SCRIPTS / "tracking_toggle.in", tmp_path)
     cmd = mpirun_prefix(2) + [lmp_executable(), "-in", "tracking_toggle.in",
@@ -282,7 +282,7 @@ RESTART_RULES, RESTART_COOLDOWN, RESTART_MAX = "confidence<6.0", 100, 2
 
 @pytest.fixture(scope="module")
 def restart_runs(tmp_path_factory):
-    from lpfm_insitu.timeseries import read_time_series
+    from lpfm_insitu.tracking.timeseries import read_time_series
 
     workdir = tmp_path_factory.mktemp("restart")
     shutil.copy(MPI_SCRIPTS / "tracking_restart.in", workdir)
@@ -295,9 +295,9 @@ def restart_runs(tmp_path_factory):
 
 
 def test_restart_from_a_checkpoint_continues_series_trajectory_and_labels(restart_runs):
-    from lpfm_insitu.timeseries import read_time_series
-    from lpfm_insitu.triggers import CheckpointTrigger, parse_rules
-    from lpfm_insitu.phase_stats import PhaseStatistics
+    from lpfm_insitu.tracking.timeseries import read_time_series
+    from lpfm_insitu.tracking.triggers import CheckpointTrigger, parse_rules
+    from lpfm_insitu.tracking.statistics import PhaseStatistics
 
     workdir, original, restarted, first = restart_runs
     orig = read_time_series(workdir / "md_original.h5")
@@ -443,7 +443,7 @@ def fresh_prefixes():
 
 
 def test_trigger_state_survives_restarts_in_process(tmp_path, fresh_prefixes):
-    from lpfm_insitu.timeseries import read_time_series
+    from lpfm_insitu.tracking.timeseries import read_time_series
 
     ns: dict = {}
     full, phases = _tracker(tmp_path / "full", "t_full")
@@ -482,7 +482,7 @@ def test_restart_with_step_0_labels_keeps_the_checkpoint_and_does_not_fire_again
     """With the companion that classifies while a run is set up, a run restarted from a
     checkpoint classifies the checkpoint's own step first: that must not fire the trigger
     a second time, and the checkpoint's record must stay in the time series."""
-    from lpfm_insitu.timeseries import read_time_series
+    from lpfm_insitu.tracking.timeseries import read_time_series
 
     shutil.copy(MPI_SCRIPTS / "tracking_restart.in", tmp_path)
     _run(tmp_path, "tracking_restart.in", {"first": 1})

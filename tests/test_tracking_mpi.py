@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lpfm_insitu.phase_stats import reduce_phase_statistics, spatial_profile
-from lpfm_insitu.snapshot import read_snapshot
-from lpfm_insitu.timeseries import read_time_series
-from lpfm_insitu.triggers import CheckpointTrigger, parse_rules
+from lpfm_insitu.tracking.statistics import reduce_phase_statistics, spatial_profile
+from lpfm_insitu.tracking.snapshot import read_snapshot
+from lpfm_insitu.tracking.timeseries import read_time_series
+from lpfm_insitu.tracking.triggers import CheckpointTrigger, parse_rules
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).parent / "mpi_scripts" / "tracking_mpi.py"

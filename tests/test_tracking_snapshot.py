@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lpfm_insitu import snapshot as snapshot_mod
-from lpfm_insitu.snapshot import read_snapshot, write_snapshot
+from lpfm_insitu.tracking import snapshot as snapshot_mod
+from lpfm_insitu.tracking.snapshot import read_snapshot, write_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 PHASES = ("A_cI2_229_a", "A_hP2_194_c", "A_hP3_191_ad")
@@ -103,7 +103,7 @@ KILLER = textwrap.dedent(
     import os, signal, sys
     sys.path.insert(0, {test_dir!r})
     import test_tracking_snapshot as t
-    from lpfm_insitu import snapshot
+    from lpfm_insitu.tracking import snapshot
     real = snapshot._write_contents
     def killed(f, *a, **k):
         real(f, *a, **k)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lpfm_insitu.constants import UNKNOWN_PHASE
-from lpfm_insitu.phase_stats import (
+from lpfm_insitu.tracking.statistics import (
     PhaseStatistics,
     as_lammps_variables,
     reduce_phase_statistics,

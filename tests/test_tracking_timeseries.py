@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from lpfm_insitu.phase_stats import PhaseStatistics
-from lpfm_insitu.timeseries import PhaseTimeSeries, read_time_series
+from lpfm_insitu.tracking.statistics import PhaseStatistics
+from lpfm_insitu.tracking.timeseries import PhaseTimeSeries, read_time_series
 
 REPO = Path(__file__).resolve().parents[1]
 PHASES = ("A_cI2_229_a", "A_hP2_194_c", "A_hP3_191_ad")
@@ -39,7 +39,7 @@ WRITER = textwrap.dedent(
     import sys
     sys.path.insert(0, {test_dir!r})
     from test_tracking_timeseries import PHASES, stats_at
-    from lpfm_insitu.timeseries import PhaseTimeSeries
+    from lpfm_insitu.tracking.timeseries import PhaseTimeSeries
     ts = PhaseTimeSeries.open(sys.argv[1], PHASES, {{"model": "writer"}})
     for line in sys.stdin:
         cmd, *args = line.split()
@@ -202,7 +202,7 @@ OLD_SWMR_WRITER = textwrap.dedent(
     import sys, h5py
     sys.path.insert(0, {test_dir!r})
     from test_tracking_timeseries import PHASES, stats_at
-    from lpfm_insitu import timeseries
+    from lpfm_insitu.tracking import timeseries
     timeseries.LIBVER = "latest"  # an earlier version's SWMR file
     ts = timeseries.PhaseTimeSeries.open(sys.argv[1], PHASES, {{"model": "writer"}})
     ts._file.swmr_mode = True  # as the earlier version's writer switched it on
@@ -337,7 +337,7 @@ def test_changed_attributes_on_reopen_warn(tmp_path):
 
 # -- plotting --------------------------------------------------------------------
 def test_plot_time_series(tmp_path):
-    from lpfm_insitu.plotting import plot_time_series
+    from lpfm_insitu.tracking.plotting import plot_time_series
 
     path = tmp_path / "plot.h5"
     with PhaseTimeSeries.open(path, PHASES, {"model": "m"}, profile_bins=4) as ts:

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from lpfm_insitu.phase_stats import PhaseStatistics
-from lpfm_insitu.triggers import (
+from lpfm_insitu.tracking.statistics import PhaseStatistics
+from lpfm_insitu.tracking.triggers import (
     GRAMMAR,
     CheckpointTrigger,
     ConfidenceDrop,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lpfm_insitu.modelfile import load_model
-from lpfm_insitu.training import Trainer, TrainingConfig, training_losses
+from lpfm_insitu.model.files import load_model
+from lpfm_insitu.training.trainer import Trainer, TrainingConfig, training_losses
 
 PHASES = ["A_cF4_225_a", "A_cI2_229_a"]
 TINY = {"channels": 8, "correlation": 2, "max_ell": 3, "num_interactions": 1, "r_max": 4.6}
@@ -146,10 +146,10 @@ def test_every_committed_training_config_builds_its_trainer(tmp_path):
     """The shipped models' configs and the experiments' are ones ``lpfm train`` accepts."""
     from pathlib import Path
 
-    from lpfm_insitu.training import Trainer, TrainingConfig
+    from lpfm_insitu.training.trainer import Trainer, TrainingConfig
 
     root = Path(__file__).resolve().parent.parent
-    paths = sorted([*root.glob("lpfm_insitu/models/*.yaml"),
+    paths = sorted([*root.glob("lpfm_insitu/model/shipped/*.yaml"),
                     *root.glob("training/experiments/*.yaml")])
     assert len(paths) >= 8
     threads = torch.get_num_threads()

@@ -10,7 +10,7 @@ For the frame (default: the last, which carries the denoised pass of in.ti_omega
     after the denoising steps (i_lpfmd_phase), argmax over fcc/bcc/hcp/omega;
   * PTM (OVITO) with no RMSD cutoff and with its default 0.1, on the dumped positions and
     on the denoised ones (x + d2_lpfmd_disp): PTM has no omega template;
-  * a template match that has one (lpfm_insitu.template_match): every atom's nearest
+  * a template match that has one (lpfm_insitu.evaluation.template_match): every atom's nearest
     neighbours against the ideal first shells of hcp, both omega sites (1a: 14
     neighbours, 2d: 11), bcc and fcc, built from the prototypes; which one fits best,
     on the denoised positions and on the dumped ones. An omega crystal has twice as
@@ -33,14 +33,14 @@ import numpy as np
 from ase.io import read
 
 from lpfm_insitu.evaluation.baselines import ptm_labels
-from lpfm_insitu.template_match import default_templates, match_templates, shell_sizes
+from lpfm_insitu.evaluation.template_match import default_templates, match_templates, shell_sizes
 
 CANDIDATES = {"A_cI2_229_a": "bcc", "A_hP2_194_c": "hcp", "A_cF4_225_a": "fcc",
               "A_hP3_191_ad": "omega"}
 
 
 def model_phase_names(model: str = "default") -> list[str]:
-    from lpfm_insitu.modelfile import load_model
+    from lpfm_insitu.model.files import load_model
 
     with warnings.catch_warnings():  # TorchScript's notes while the network is built
         warnings.simplefilter("ignore", UserWarning)
@@ -107,7 +107,7 @@ def template_report(atoms, model_names: np.ndarray | None) -> dict:
 
 def denoise_offline(atoms, model: str, steps: int):
     """The frame denoised by the model here (for frames without the in-situ pass)."""
-    from lpfm_insitu.modelfile import load_model
+    from lpfm_insitu.model.files import load_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -53,7 +53,7 @@ def _insitu(args) -> dict:
 
 
 def _parallel(args) -> dict:
-    from ..lammps.bench_insitu import parser, run_parallel
+    from .insitu_lammps import parser, run_parallel
 
     options = ["--model", args.model, "--threads", "1"]
     options += ["--cells", "5", "--repeat", "1"] if args.quick else ["--cells", "14", "--repeat", "3"]
@@ -61,7 +61,7 @@ def _parallel(args) -> dict:
 
 
 def _accuracy(args) -> dict:
-    from ..modelfile import load_model, resolve_model_path
+    from ..model.files import load_model, resolve_model_path
     from .accuracy import accuracy_from_eval, run_accuracy
 
     if args.eval_results:
@@ -98,7 +98,7 @@ def run_bench(args: argparse.Namespace) -> int:
     output.mkdir(parents=True, exist_ok=True)
     results_path = output / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    from ..offline import progress
+    from ..cli.classify import progress
 
     for name in progress(wanted, len(wanted), "lpfm bench", unit="section"):
         _log(f"lpfm bench: {name} ...")

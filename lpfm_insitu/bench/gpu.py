@@ -48,9 +48,9 @@ def _best(fn, repeats: int, sync) -> float:
 def measure(model_name: str, n_atoms: int, precision: str, repeats: int = 3) -> dict:
     import torch
 
-    from ..graph import periodic_graph
-    from ..inference import NoHalo
-    from ..modelfile import load_model
+    from ..model.graph import periodic_graph
+    from ..model.inference import NoHalo
+    from ..model.files import load_model
     from .throughput import crystal
 
     device = torch.device("cuda")

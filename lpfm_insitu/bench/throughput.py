@@ -49,7 +49,7 @@ def _prepared(model_name: str, n_atoms: int, threads: int, precision: str = "fp3
     """The model, and the test crystal in model units: (model, positions, cell, n, candidates)."""
     import torch
 
-    from ..modelfile import load_model
+    from ..model.files import load_model
 
     torch.set_num_threads(threads)
     model = load_model(model_name).to("cpu", precision)
@@ -67,12 +67,12 @@ def measure(model_name: str, n_atoms: int, precision: str, task: str, threads: i
     ``convolution="e3nn"`` swaps e3nn's tensor products back in place of the fused
     first-layer convolutions, to show what the fusion buys.
     """
-    from ..graph import periodic_graph
-    from ..inference import NoHalo
+    from ..model.graph import periodic_graph
+    from ..model.inference import NoHalo
 
     model, positions, cell, n, candidates = _prepared(model_name, n_atoms, threads, precision)
     if convolution == "e3nn":
-        from ..fused_convolution import unfuse_convolutions
+        from ..model.fused_convolution import unfuse_convolutions
 
         unfuse_convolutions(model.network.mace)
     need_gradient = task == "denoise_step"
@@ -113,8 +113,8 @@ def profile_forward(model_name: str, n_atoms: int, threads: int, repeats: int = 
     """
     import torch
 
-    from ..blas_threads import single_threaded_numpy_blas
-    from ..graph import periodic_graph
+    from ..model.blas_threads import single_threaded_numpy_blas
+    from ..model.graph import periodic_graph
 
     model, positions, cell, n, candidates = _prepared(model_name, n_atoms, threads)
     spent: dict[str, float] = {}

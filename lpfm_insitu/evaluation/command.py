@@ -83,7 +83,7 @@ def run_evaluation(args) -> int:
     import torch
 
     from .. import __version__
-    from ..modelfile import load_model
+    from ..model.files import load_model
     from .cost import load_average
 
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -110,7 +110,7 @@ def run_evaluation(args) -> int:
     threads.update(results.get("meta", {}).get("section_threads", {}))
     start_all = time.time()
     load_start = load_average()
-    from ..offline import progress
+    from ..cli.classify import progress
 
     for section in progress(sections, len(sections), "lpfm eval", unit="section"):
         start = time.time()

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from ..prototypes import build_prototype
+from ..training.prototypes import build_prototype
 from .precision import bf16_call
 
 
@@ -48,8 +48,8 @@ def run_cost(model, threads: int = 2, n_cells: int = 14, repeats: int = 3, seed:
         scale = model.length_scale(atomic_volume=atoms.get_volume() / n)
         pos = atoms.positions * scale
         cell = np.asarray(atoms.cell) * scale
-        from ..graph import periodic_graph
-        from ..inference import NoHalo
+        from ..model.graph import periodic_graph
+        from ..model.inference import NoHalo
 
         def graph_of(model_positions, cutoff=model.cutoff):
             return periodic_graph(model_positions, cell, True, cutoff)

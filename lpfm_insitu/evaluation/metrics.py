@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..calibration import rejection_threshold  # noqa: F401  (re-exported)
+from ..training.calibration import rejection_threshold  # noqa: F401  (re-exported)
 
 UNKNOWN = "unknown"
 

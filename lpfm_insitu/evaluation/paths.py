@@ -16,8 +16,8 @@ import math
 import numpy as np
 from ase import Atoms
 
-from ..inference import REFERENCE_ATOMIC_VOLUME
-from ..prototypes import SYMBOL
+from ..model.inference import REFERENCE_ATOMIC_VOLUME
+from ..training.prototypes import SYMBOL
 
 SQRT2, SQRT3 = math.sqrt(2.0), math.sqrt(3.0)
 #: c/a of the HCP end of the Burgers path (the Mg prototype's value).

@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from ..prototypes import PROTOTYPES
-from ..synthetic import ideal_supercell
+from ..training.prototypes import PROTOTYPES
+from ..training.synthetic import ideal_supercell
 from .paths import (SQRT2, bain_cell, burgers_cell, gaussian_perturbation, linear_fit,
                     mean_squared_displacement)
 

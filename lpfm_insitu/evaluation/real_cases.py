@@ -231,7 +231,7 @@ def ramp_case(reps: tuple[int, int, int] = (6, 4, 8), rate: float = 0.02, ramp_p
 def shock_case(example_dir: Path | None = None) -> RealCase:
     """The shock example's MD (``in.shock_md``) at the size and length of ``lpfm demo
     --quick``: 2,560 BCC Fe atoms, up = 1.4 km/s, 1 ps."""
-    from ..demo import EXAMPLES
+    from ..cli.demo import EXAMPLES
 
     source = Path(example_dir or EXAMPLES / "shock") / "in.shock_md"
     if not source.is_file():

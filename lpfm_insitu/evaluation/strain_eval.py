@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from ..synthetic import apply_strain
+from ..training.synthetic import apply_strain
 from .baselines import ptm_labels
 from .md_snapshots import DEFAULT_CACHE, snapshots
 from .md_templates import SYSTEMS
@@ -80,7 +80,7 @@ def crystal_under_compression(model, atoms, true_label: str, diamond: bool = Fal
                               compressions=COMPRESSIONS, modes=MODES, candidates=None) -> dict:
     """One crystal's scores, unstrained and under every compression, at its own length;
     with ``candidates`` also over those phases only."""
-    from ..inference import equivalent_nn_distance
+    from ..model.inference import equivalent_nn_distance
 
     nn_distance = equivalent_nn_distance(atoms.get_volume() / len(atoms))
     entry = {"n_atoms": len(atoms), "true_label": true_label, "nn_distance": nn_distance,

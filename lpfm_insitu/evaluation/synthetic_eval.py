@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from ..prototypes import PROTOTYPE_LABELS
-from ..synthetic import add_noise, ideal_supercell
+from ..training.prototypes import PROTOTYPE_LABELS
+from ..training.synthetic import add_noise, ideal_supercell
 from .metrics import label_breakdown, labels_from_logits
 
 STEPS_REPORTED = (0, 1, 8)

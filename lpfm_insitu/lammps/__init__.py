@@ -1,7 +1,7 @@
 """The LAMMPS adapter: gather a rank's atoms, run the core, write answers back.
 
 Kept thin on purpose: everything about the model lives in the host-independent core
-(``lpfm_insitu.inference``); this package only speaks LAMMPS and MPI.
+(``lpfm_insitu.model.inference``); this package only speaks LAMMPS and MPI.
 
 ``configure`` (in ``insitu``) sets up in-situ classification from a LAMMPS input script
 and returns the ``fix python/invoke`` callback; ``driver`` runs the same from Python for

@@ -73,7 +73,7 @@ class InsituFrame:
     ids: np.ndarray
     types: np.ndarray
     positions: np.ndarray  # (n, 3) LAMMPS length units, as gathered (not denoised)
-    result: Any  # lpfm_insitu.inference.PhaseResult for these atoms
+    result: Any  # lpfm_insitu.model.inference.PhaseResult for these atoms
     length_scale: float
     box_lo: np.ndarray
     box_hi: np.ndarray

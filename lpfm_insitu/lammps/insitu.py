@@ -61,14 +61,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..blas_threads import single_threaded_numpy_blas
+from ..model.blas_threads import single_threaded_numpy_blas
 from ..constants import UNKNOWN_PHASE
 from ..errors import PhaseNameError
-from ..prototypes import common_name, resolve_phases
+from ..training.prototypes import common_name, resolve_phases
 from . import hooks as hook_registry
 from .errors import ErrorSync, InsituError, describe, install_excepthook, merge_messages
 from .gather import Subdomain, custom_property, custom_width, gather_subdomain
-from ..local_scale import SCALE_FLOOR, equivalent_nn_distance, typical_scale
+from ..model.local_scale import SCALE_FLOOR, equivalent_nn_distance, typical_scale
 
 #: Default neighbor skin of each LAMMPS unit style (the ``neighbor`` command's defaults).
 DEFAULT_SKIN = {"lj": 0.3, "real": 2.0, "metal": 2.0, "si": 0.001, "cgs": 0.1,
@@ -314,10 +314,10 @@ class InsituClassifier:
             # TorchScript warnings and a cuequivariance notice from the e3nn/mace imports,
             # once per rank, would bury LAMMPS' own output
             warnings.simplefilter("ignore")
-            from .._torch_compat import import_mace_quietly
+            from ..model.torch_compat import import_mace_quietly
 
             import_mace_quietly()  # its accelerator notice would come once per rank
-            from ..modelfile import ModelFileError, load_model
+            from ..model.files import ModelFileError, load_model
 
             try:
                 model = _cached_model(path, load_model)
@@ -690,7 +690,7 @@ class InsituClassifier:
         t = time.perf_counter()
         scales = None
         if fixed_scale is None and not periodic_cell:
-            from ..graph import open_graph
+            from ..model.graph import open_graph
 
             scales = self.model.local_scale(positions, n_sel_local, open_graph, halo, typical)
             smallest = scales.scale[:n_sel_local].min() if n_sel_local else np.inf
@@ -769,7 +769,7 @@ class InsituClassifier:
         """The owned atoms of a single-rank periodic box, as ``classify_atoms`` does it."""
         from ase import Atoms
 
-        from ..inference import REFERENCE_NN_DISTANCE
+        from ..model.inference import REFERENCE_NN_DISTANCE
         from .halo import box_matrix
 
         h = box_matrix(sub.box_lo, sub.box_hi, sub.tilts)
@@ -908,7 +908,7 @@ def _cached_model(path: str, load_model):
     often configure two classifiers from one model (raw and denoised). They share the
     network (so they must use the same device); precision and thresholds stay separate.
     """
-    from ..modelfile import resolve_model_path
+    from ..model.files import resolve_model_path
 
     resolved = resolve_model_path(path)
     try:

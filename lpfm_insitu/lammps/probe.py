@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import open_graph
+from ..model.graph import open_graph
 from .gather import custom_property, gather_subdomain
 
 

@@ -36,7 +36,7 @@ rank, after every invocation). At each invocation the tracker
 3. appends a row to the SWMR HDF5 time series ``h5`` (``PhaseTimeSeries``: readable while
    the run goes on, every appended row survives SIGKILL);
 4. evaluates the trigger rules (``parse_rules``/``CheckpointTrigger``, grammar in
-   ``lpfm_insitu.triggers.GRAMMAR``). When a rule fires it writes the per-atom snapshot
+   ``lpfm_insitu.tracking.triggers.GRAMMAR``). When a rule fires it writes the per-atom snapshot
    (ids, types, x, v, box, labels, confidence, all logits; atomic rename) at once,
    records the trigger and the file names in the time series, prints which rule fired
    (rank 0), and raises the flag ``v_lpfm_checkpoint``. ``fix halt`` then ends the run
@@ -91,13 +91,13 @@ from typing import Any
 
 import numpy as np
 
-from ..phase_stats import (PhaseStatistics, _rank, _root_call, as_lammps_variables,
+from ..tracking.statistics import (PhaseStatistics, _rank, _root_call, as_lammps_variables,
                            lammps_variable_name, profile_edges, reduce_phase_statistics,
                            spatial_profile)
-from ..prototypes import common_name
-from ..snapshot import write_snapshot
-from ..timeseries import PhaseTimeSeries, read_time_series
-from ..triggers import CheckpointTrigger, parse_rules
+from ..training.prototypes import common_name
+from ..tracking.snapshot import write_snapshot
+from ..tracking.timeseries import PhaseTimeSeries, read_time_series
+from ..tracking.triggers import CheckpointTrigger, parse_rules
 from .errors import InsituError
 from .insitu import _world_rank
 

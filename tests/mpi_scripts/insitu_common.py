@@ -26,10 +26,10 @@ def make_tiny_model(path, phases=PHASES, backbone=BACKBONE, seed=0, averaging_ra
         import torch
         from ase.build import bulk
 
-        from lpfm_insitu.graph import periodic_graph
-        from lpfm_insitu.inference import PhaseModel
-        from lpfm_insitu.model import ModelSpec, build_network
-        from lpfm_insitu.modelfile import save_model
+        from lpfm_insitu.model.graph import periodic_graph
+        from lpfm_insitu.model.inference import PhaseModel
+        from lpfm_insitu.model.network import ModelSpec, build_network
+        from lpfm_insitu.model.files import save_model
 
     torch.manual_seed(seed)
     spec = ModelSpec(phases=tuple(phases), backbone=dict(backbone))

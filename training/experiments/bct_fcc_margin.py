@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from lpfm_insitu import load_model
-from lpfm_insitu.synthetic import ideal_supercell
+from lpfm_insitu.training.synthetic import ideal_supercell
 
 FCC, BCT_IN = "A_cF4_225_a", "A_tI2_139_a"
 SIGMAS = (0.0, 0.05, 0.1, 0.15)  # Å at 15 Å^3/atom

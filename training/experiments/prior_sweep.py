@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from lpfm_insitu import load_model
-from lpfm_insitu.calibration import prior_of_strength, validation_structures
+from lpfm_insitu.training.calibration import prior_of_strength, validation_structures
 from lpfm_insitu.evaluation.md_snapshots import DEFAULT_CACHE, snapshots
 from lpfm_insitu.evaluation.md_templates import CALIBRATION_CRYSTALS
 

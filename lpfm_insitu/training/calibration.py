@@ -1,0 +1,407 @@
+"""Calibrating the confidence below which an atom is labelled ``unknown``.
+
+No prototype describes a liquid, so the model is asked how confident it is on dense
+disordered packings (random positions pushed apart by a soft repulsion: liquid-like
+first-neighbour distances with no crystalline order). The threshold is the confidence
+that marks the requested fraction of those atoms unknown.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+
+from ..model.graph import periodic_graph
+from ..model.inference import REFERENCE_ATOMIC_VOLUME, REFERENCE_NN_DISTANCE
+
+
+def disordered_packing(n_atoms: int, rng: np.random.Generator,
+                       atomic_volume: float = REFERENCE_ATOMIC_VOLUME,
+                       min_distance_fraction: float = 0.85, iterations: int = 200) -> Atoms:
+    """A periodic, dense, disordered packing at the given density."""
+    side = (n_atoms * atomic_volume) ** (1.0 / 3.0)
+    cell = np.eye(3) * side
+    positions = rng.uniform(0, side, size=(n_atoms, 3))
+    d0 = min_distance_fraction * REFERENCE_NN_DISTANCE * (atomic_volume / REFERENCE_ATOMIC_VOLUME) ** (1 / 3)
+    for _ in range(iterations):
+        graph = periodic_graph(positions, cell, True, d0)
+        if graph.n_edges == 0:
+            break
+        i, j = graph.edge_index
+        vec = positions[j] - positions[i] + graph.shifts
+        dist = np.linalg.norm(vec, axis=1, keepdims=True)
+        push = 0.25 * (d0 - dist) * vec / np.maximum(dist, 1e-9)
+        move = np.zeros_like(positions)
+        np.add.at(move, i, -push)
+        positions = (positions + move) % side
+    return Atoms(f"Cu{n_atoms}", positions=positions, cell=cell, pbc=True)
+
+
+def calibrate_threshold(model, quantile: float = 0.95, *, n_structures: int = 4,
+                        n_atoms: int = 250, seed: int = 0, denoise_steps: int = 0) -> float:
+    """Confidence below which ``quantile`` of disordered atoms fall."""
+    rng = np.random.default_rng([seed, 7919])
+    confidences = []
+    for _ in range(n_structures):
+        atoms = disordered_packing(n_atoms, rng)
+        result = model.classify_atoms(atoms, denoise_steps=denoise_steps)
+        confidences.append(result.confidence)
+    return float(np.quantile(np.concatenate(confidences), quantile))
+
+
+def rejection_threshold(confidences, quantile: float) -> float:
+    """Smallest threshold that puts at least ``quantile`` of these atoms below it.
+
+    Atoms with ``confidence < threshold`` are labelled unknown, so the returned value is
+    just above the ``ceil(quantile * n)``-th smallest confidence.
+    """
+    values = np.sort(np.concatenate([np.ravel(c) for c in np.atleast_1d(confidences)])
+                     if isinstance(confidences, (list, tuple)) else np.ravel(confidences))
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+    if values.size == 0:
+        raise ValueError("no confidences to calibrate on")
+    k = int(np.ceil(quantile * values.size - 1e-9))
+    return float(np.nextafter(values[max(k, 1) - 1], np.inf))
+
+
+# --- after training: denoising step size and per-step thresholds ------------------------
+
+STEP_SIZE_GRID = ((0.002, 0.05), (0.005, 0.05), (0.01, 0.05), (0.01, 0.06), (0.01, 0.075),
+                  (0.01, 0.1), (0.02, 0.1), (0.02, 0.2), (0.05, 0.2))  # (step_size Å^2, max_step Å), model units
+VALIDATION_SIGMAS = (0.05, 0.15, 0.25)
+
+
+def validation_structures(model, sigmas=VALIDATION_SIGMAS, target_atoms: int = 120,
+                          seed: int = 31337):
+    """One noisy supercell per (phase, sigma); a seed used neither in training nor in eval."""
+    from .synthetic import add_noise, ideal_supercell
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for label in model.phases:
+        ideal = ideal_supercell(label, REFERENCE_ATOMIC_VOLUME, target_atoms)
+        for sigma in sigmas:
+            atoms = ideal.copy()
+            atoms.positions, _ = add_noise(ideal.positions, sigma, rng)
+            out.append((label, atoms))
+    return out
+
+
+#: The lattices nearly every element crystallises in at ambient conditions (and the ones
+#: PTM and CNA know): the phase prior leaves them at 0 and lowers every other prototype.
+COMMON_PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_cF8_227_a")
+PRIOR_STRENGTHS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+
+
+def prior_of_strength(phases, strength: float, common=COMMON_PHASES) -> dict[str, float]:
+    """The log prior that puts every phase outside ``common`` ``strength`` below them."""
+    return {p: -float(strength) for p in phases if p not in common and strength}
+
+
+def tune_phase_prior(model, hot_crystals, structures=None, strengths=PRIOR_STRENGTHS,
+                     common=COMMON_PHASES, hot_target: float = 0.995, log=print) -> dict:
+    """Choose the phase prior's strength, without denoising, and set it on ``model``.
+
+    ``hot_crystals`` are ``(label, atoms)`` pairs of MD snapshots near melting (what the
+    model meets in situ); ``structures`` are noisy synthetic supercells of every phase
+    (what keeps the rare prototypes recognisable). Hot crystals come first: among the
+    strengths that label at least ``hot_target`` of the atoms of *every* hot crystal
+    right, the one with the best synthetic accuracy wins; if none gets there, the one
+    with the best worst crystal. (An average of the two accuracies let a weak prior win
+    that left a hot FCC crystal at 95%, paying for a few points on rare prototypes.)
+    """
+    structures = structures or validation_structures(model)
+    phases = list(model.phases)
+    hot_crystals = _known_hot_crystals(hot_crystals, phases)
+    model.log_prior = {}
+
+    def raw(pairs):
+        return [(phases.index(label), model.classify_atoms(atoms).logits)
+                for label, atoms in pairs]
+
+    hot, synthetic = raw(hot_crystals), raw(structures)
+    scores, best = _choose_strength(model, hot, synthetic, strengths, common, hot_target,
+                                    "no denoising", log)
+    model.log_prior = prior_of_strength(phases, best["strength"], common)
+    return {"candidates": scores, "chosen": best, "common_phases": list(common),
+            "hot_target": hot_target, "n_hot_crystals": len(hot),
+            "n_structures": len(synthetic)}
+
+
+def _known_hot_crystals(hot_crystals, phases):
+    known = [(label, atoms) for label, atoms in hot_crystals if label in phases]
+    if not known:
+        raise ValueError("none of the hot crystals is of a phase this model knows "
+                         f"({phases}); give the prior strength instead (--prior-strength)")
+    return known
+
+
+def _accuracies(pairs, shift) -> list[float]:
+    return [float(np.mean(np.argmax(logits + shift, axis=1) == truth))
+            for truth, logits in pairs]
+
+
+def _choose_strength(model, hot, synthetic, strengths, common, hot_target, when, log):
+    """Hot crystals first: among the strengths that label at least ``hot_target`` of the
+    atoms of *every* hot crystal right, the best synthetic accuracy; if none gets there,
+    the best worst crystal. ``hot`` and ``synthetic`` are (label index, prior-free logits).
+    """
+    scores = []
+    for strength in strengths:
+        shift = model.log_prior_vector(prior_of_strength(model.phases, strength, common))
+        hot_each = _accuracies(hot, shift)
+        syn_acc = float(np.mean(_accuracies(synthetic, shift)))
+        scores.append({"strength": float(strength), "hot_crystals": float(np.mean(hot_each)),
+                       "worst_hot_crystal": min(hot_each), "synthetic": syn_acc})
+        log(f"  prior strength {strength:g}: hot crystals {100 * np.mean(hot_each):.2f}% "
+            f"(worst {100 * min(hot_each):.2f}%), synthetic {100 * syn_acc:.2f}% ({when})")
+    eligible = [s for s in scores if s["worst_hot_crystal"] >= hot_target]
+    if eligible:
+        return scores, max(eligible, key=lambda s: s["synthetic"])
+    return scores, max(scores, key=lambda s: (s["worst_hot_crystal"], s["synthetic"]))
+
+
+def ideal_structures(model, target_atoms: int = 120):
+    """Every phase of ``model`` as an ideal supercell: denoising must leave these alone."""
+    from .synthetic import ideal_supercell
+
+    return [(label, ideal_supercell(label, REFERENCE_ATOMIC_VOLUME, target_atoms))
+            for label in model.phases]
+
+
+def _choose_step(scores, hot_target: float, ideal_target: float) -> dict:
+    """The best validation accuracy among the step sizes that keep every ideal crystal
+    (and, with hot crystals, label each of them to ``hot_target``); the hot crystals
+    come first when no step size does both, the ideal ones next."""
+    hot_ok = [s for s in scores if s.get("worst_hot_crystal", 1.0) >= hot_target]
+    both = [s for s in hot_ok if s["worst_ideal_crystal"] >= ideal_target]
+    if both:
+        return max(both, key=lambda s: s["accuracy"])
+    if hot_ok:
+        return max(hot_ok, key=lambda s: (s["worst_ideal_crystal"], s["accuracy"]))
+    return max(scores, key=lambda s: (s.get("worst_hot_crystal", 1.0),
+                                      s["worst_ideal_crystal"], s["accuracy"]))
+
+
+def tune_step_size(model, grid=STEP_SIZE_GRID, denoise_steps: int = 8, structures=None,
+                   hot_crystals=None, steps=(1, 2, 4, 8), strengths=PRIOR_STRENGTHS,
+                   common=COMMON_PHASES, hot_target: float = 0.995, ideal=None,
+                   ideal_target: float = 0.995, log=print) -> dict:
+    """Pick the (step_size, max_step) with the best validation accuracy after the steps.
+
+    Without ``hot_crystals`` the model's prior is kept and validation accuracy decides.
+    With them, a prior strength is chosen for each run length in ``steps`` as
+    :func:`tune_phase_prior` chooses the undenoised one (hot crystals first), and the
+    step size must let the ``denoise_steps``-step prior label every hot crystal to
+    ``hot_target``. Either way the step size must also leave every ideal crystal
+    (``ideal``, default :func:`ideal_structures`) labelled right on ``ideal_target`` of
+    its atoms: a step too long walks a lattice with a free internal coordinate (A7
+    alpha-As, alpha-U) into a neighbouring one even from its ideal sites, while a step
+    too short leaves a near-melting FCC crystal half-denoised, reading as bct In.
+    Among the step sizes that pass, the best validation accuracy wins (see
+    :func:`_choose_step` when none passes). Sets the step size (and the per-step priors)
+    on ``model`` and returns every candidate's figures.
+    """
+    structures = structures or validation_structures(model)
+    ideal = ideal or ideal_structures(model)
+    phases = list(model.phases)
+    steps = tuple(k for k in steps if 0 < k <= denoise_steps)
+    if hot_crystals is not None:
+        hot_crystals = _known_hot_crystals(hot_crystals, phases)
+        if denoise_steps not in steps:
+            raise ValueError(f"steps {steps} must include denoise_steps={denoise_steps}")
+    base_prior, base_step_priors = model.log_prior, model.step_log_priors
+    fixed_shift = model.log_prior_for(denoise_steps)
+    model.log_prior = {}  # prior-free logits from the runs; priors are applied below
+
+    def histories(pairs):
+        runs = []
+        for label, atoms in pairs:
+            result = model.classify_atoms(atoms, denoise_steps=denoise_steps,
+                                          keep_history=True)
+            runs.append((phases.index(label), {r["step"]: r["logits"] for r in result.history}))
+        return runs
+
+    def at(runs, k):
+        return [(truth, logits[k]) for truth, logits in runs]
+
+    scores = []
+    try:
+        for step_size, max_step in _progress(grid, "step sizes"):
+            model.step_size, model.max_step = step_size, max_step
+            synthetic = histories(structures)
+            ideal_runs = at(histories(ideal), denoise_steps)
+            score = {"step_size": step_size, "max_step": max_step}
+            if hot_crystals is None:
+                score["accuracy"] = float(np.mean(
+                    _accuracies(at(synthetic, denoise_steps), fixed_shift)))
+                score["worst_ideal_crystal"] = min(_accuracies(ideal_runs, fixed_shift))
+            else:
+                hot = histories(hot_crystals)
+                chosen = {k: _choose_strength(model, at(hot, k), at(synthetic, k), strengths,
+                                              common, hot_target, f"{k} steps",
+                                              lambda *_: None)[1] for k in steps}
+                final = chosen[denoise_steps]
+                final_shift = model.log_prior_vector(
+                    prior_of_strength(phases, final["strength"], common))
+                score.update(accuracy=final["synthetic"],
+                             worst_hot_crystal=final["worst_hot_crystal"],
+                             worst_ideal_crystal=min(_accuracies(ideal_runs, final_shift)),
+                             prior_strengths={str(k): c["strength"] for k, c in chosen.items()})
+            scores.append(score)
+            log(f"  step size {step_size:g} Å^2, cap {max_step:g} Å: validation accuracy after "
+                f"{denoise_steps} steps {100 * score['accuracy']:.2f}%, worst ideal crystal "
+                f"{100 * score['worst_ideal_crystal']:.1f}%"
+                + ("" if hot_crystals is None else
+                   f", worst hot crystal {100 * score['worst_hot_crystal']:.2f}% (prior "
+                   f"strengths by steps {score['prior_strengths']})"))
+    finally:
+        model.log_prior, model.step_log_priors = base_prior, base_step_priors
+    best = _choose_step(scores, hot_target, ideal_target)
+    if hot_crystals is not None:
+        model.step_log_priors = {int(k): prior_of_strength(phases, strength, common)
+                                 for k, strength in best["prior_strengths"].items()}
+    model.step_size, model.max_step = best["step_size"], best["max_step"]
+    return {"candidates": scores, "chosen": best, "denoise_steps": denoise_steps,
+            "n_structures": len(structures), "n_ideal_crystals": len(ideal),
+            "n_hot_crystals": 0 if hot_crystals is None else len(hot_crystals)}
+
+
+def _progress(items, what: str):
+    """A progress bar on stderr for the slow loops of `lpfm calibrate`."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    return tqdm(items, desc=what, file=sys.stderr, leave=False, disable=len(items) < 2)
+
+
+def step_thresholds_on_liquid(model, liquid_frames, steps=(0, 1, 2, 4, 8),
+                              quantile: float = 0.95) -> dict[int, float]:
+    """Per denoising-step thresholds that leave ``quantile`` of a liquid's atoms unknown."""
+    confidences = {k: [] for k in steps}
+    for atoms in _progress(liquid_frames, "liquid frames"):
+        result = model.classify_atoms(atoms, denoise_steps=max(steps), keep_history=True)
+        for record in result.history:
+            if record["step"] in confidences:
+                confidences[record["step"]].append(np.max(record["logits"], axis=1))
+    return {k: rejection_threshold(confidences[k], quantile) for k in steps}
+
+
+def step_thresholds_on_liquids(model, liquids, steps=(0, 1, 2, 4, 8),
+                               quantile: float = 0.95) -> dict[int, float]:
+    """Per-step thresholds that leave ``quantile`` of *each* liquid's atoms unknown.
+
+    ``liquids`` is a list of frame lists, one per liquid. Liquids of different elements
+    reach different confidences; the largest of their thresholds holds for all of them,
+    and so carries better to a liquid none of them is.
+    """
+    if not liquids:
+        raise ValueError("no liquid to calibrate the unknown thresholds on")
+    per_liquid = [step_thresholds_on_liquid(model, frames, steps, quantile) for frames in liquids]
+    return {k: max(t[k] for t in per_liquid) for k in steps}
+
+
+def register_command(subparsers) -> None:
+    p = subparsers.add_parser(
+        "calibrate", help="after training: choose the denoising step size on synthetic "
+                          "validation structures and the unknown thresholds on a LAMMPS liquid")
+    p.add_argument("model", help="model file to calibrate (rewritten unless --output)")
+    p.add_argument("--output", help="write the calibrated model here instead")
+    p.add_argument("--liquid", nargs="+", default=None,
+                   help="liquid snapshot file(s) any ASE reader opens, one liquid per file "
+                        "(default: liquid Al, Ni and Zr made with LAMMPS and cached, see "
+                        "evaluation.md_templates.CALIBRATION_LIQUIDS)")
+    p.add_argument("--quantile", type=float, default=0.95,
+                   help="fraction of liquid atoms to label unknown (default 0.95)")
+    p.add_argument("--keep-step-size", action="store_true",
+                   help="do not re-choose the denoising step size")
+    p.add_argument("--prior-strength", default="auto",
+                   help="how far below fcc/bcc/hcp/diamond the other prototypes' log prior "
+                        "sits: 'auto' chooses it on hot LAMMPS crystals and synthetic "
+                        "validation crystals, 'keep' leaves the file's prior, or a number "
+                        "(0: uniform)")
+    p.add_argument("--averaging-radius", default="keep",
+                   help="neighbour-averaging radius of the logits (Å at 15 Å^3/atom; 0: off), "
+                        "set before everything else is chosen, since the prior, step size "
+                        "and thresholds all act on the averaged logits; 'keep' (default) "
+                        "leaves the file's")
+    p.set_defaults(func=_calibrate)
+
+
+def _calibrate(args) -> int:
+    import json
+    import sys
+
+    from ..model.network import ModelSpec
+    from ..model.files import load_model, read_header, resolve_model_path, save_model
+
+    path = resolve_model_path(args.model)
+    model = load_model(path)
+    header = read_header(path)
+    spec_dict = json.loads(header["spec"])
+    spec = ModelSpec(**{**spec_dict, "phases": tuple(spec_dict["phases"])})
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    record = {}
+    if args.averaging_radius != "keep":
+        try:
+            model.averaging_radius = float(args.averaging_radius)
+        except ValueError as exc:
+            raise SystemExit(f"lpfm calibrate: --averaging-radius must be 'keep' or a radius: "
+                             f"{exc}") from None
+    record["averaging_radius"] = model.averaging_radius
+    hot = None
+    if args.prior_strength == "auto":
+        from ..evaluation.md_snapshots import DEFAULT_CACHE, snapshots
+        from ..evaluation.md_templates import CALIBRATION_CRYSTALS
+
+        hot = [(system.true_label, atoms) for system in CALIBRATION_CRYSTALS
+               for atoms in snapshots(system, DEFAULT_CACHE, 2, log)[0]]
+        record["prior"] = tune_phase_prior(model, hot, log=log)
+        record["prior"]["hot_crystals"] = [s.description for s in CALIBRATION_CRYSTALS]
+    elif args.prior_strength != "keep":
+        try:
+            strength = float(args.prior_strength)
+        except ValueError:
+            raise SystemExit(f"lpfm calibrate: --prior-strength must be 'auto', 'keep' or a "
+                             f"number, got {args.prior_strength!r}") from None
+        model.log_prior = prior_of_strength(model.phases, strength)
+        record["prior"] = {"chosen": {"strength": strength}, "common_phases": list(COMMON_PHASES)}
+    if not args.keep_step_size:
+        record["step_size"] = tune_step_size(model, hot_crystals=hot, log=log)
+    if args.liquid:
+        from ase.io import read
+
+        liquids = [read(name, index=":") for name in args.liquid]
+        source = [str(name) for name in args.liquid]
+    else:
+        from ..evaluation.md_snapshots import DEFAULT_CACHE, snapshots
+        from ..evaluation.md_templates import CALIBRATION_LIQUIDS
+
+        liquids = [snapshots(s, DEFAULT_CACHE, 2, log)[0] for s in CALIBRATION_LIQUIDS]
+        source = [f"{s.name}: {s.description}" for s in CALIBRATION_LIQUIDS]
+    thresholds = step_thresholds_on_liquids(model, liquids, quantile=args.quantile)
+    model.step_thresholds = thresholds
+    model.confidence_threshold = thresholds[0]
+    record["thresholds"] = {"liquid": source, "quantile": args.quantile,
+                            "per_step": {str(k): v for k, v in thresholds.items()}}
+    log("  unknown thresholds by denoising steps: "
+        + ", ".join(f"{k}: {v:.3f}" for k, v in thresholds.items()))
+    training = dict(model.metadata.get("training", {}))
+    training["calibration"] = record
+    metadata = {k: v for k, v in model.metadata.items()
+                if k not in ("path", "training", "package_version")}
+    model.metadata = metadata
+    out = save_model(args.output or path, model, spec, training=training)
+    strength = record.get("prior", {}).get("chosen", {}).get("strength")
+    if strength is not None:
+        log(f"  phase prior: prototypes other than {', '.join(COMMON_PHASES)} "
+            f"{strength:g} below them")
+    by_steps = record.get("step_size", {}).get("chosen", {}).get("prior_strengths")
+    if by_steps:
+        log(f"  after k denoising steps: {by_steps} below them")
+    print(f"wrote {out}: averaging radius {model.averaging_radius:g} Å, step size "
+          f"{model.step_size:g} Å^2 (cap {model.max_step:g} Å), thresholds {json.dumps(record['thresholds']['per_step'])}")
+    return 0
