@@ -1,6 +1,0 @@
-"""Old import path (lpfm_insitu 0.1), kept for user scripts: the module is now ``lpfm_insitu.tracking.plotting``."""
-
-import importlib
-import sys
-
-sys.modules[__name__] = importlib.import_module("lpfm_insitu.tracking.plotting")
