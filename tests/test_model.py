@@ -483,3 +483,34 @@ def test_bad_log_prior_is_refused_with_the_phase_names(small_model):
     with pytest.raises(ValueError, match="finite"):
         small_model.log_prior = {"A_cI2_229_a": float("nan")}
     assert small_model.log_prior == {}
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["local_scale", "fixed_scale"])
+def test_classify_periodic_wraps_atoms_and_matches_classify_atoms(small_model, fixed):
+    atoms = _rattled_fcc(repeat=3)
+    scale = PhaseModel.length_scale(atomic_volume=atoms.get_volume() / len(atoms))
+    reference = small_model.classify_atoms(
+        atoms, denoise_steps=1, nn_distance=REFERENCE_NN_DISTANCE / scale if fixed else None)
+    cell = np.asarray(atoms.cell)
+    strayed = atoms.positions + cell[0] - 2 * cell[2]  # outside the cell: wrapped back in
+    got = small_model.classify_periodic(strayed, cell, length_scale=scale if fixed else None,
+                                        denoise_steps=1)
+    np.testing.assert_array_equal(got.labels, reference.labels)
+    np.testing.assert_allclose(got.logits, reference.logits, atol=1e-4)
+    np.testing.assert_allclose(got.displacement, reference.displacement, atol=1e-5)
+
+
+def test_labels_from_logits_threshold_candidates_and_surface():
+    from lpfm_insitu.model.inference import labels_from_logits
+
+    logits = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [0.0, 0.5, 0.2]])
+    labels, confidence, probability = labels_from_logits(logits)
+    assert list(labels) == [0, 1, 1]
+    np.testing.assert_allclose(confidence, [2.0, 3.0, 0.5])
+    np.testing.assert_allclose(probability, np.exp(logits).max(1) / np.exp(logits).sum(1))
+    assert list(labels_from_logits(logits, threshold=1.0)[0]) == [0, 1, UNKNOWN_PHASE]
+    assert list(labels_from_logits(logits, np.array([0, 2]))[0]) == [0, 2, 2]
+    at_surface = np.array([False, True, False])
+    assert list(labels_from_logits(logits, at_surface=at_surface)[0]) == [0, UNKNOWN_PHASE, 1]
+    empty = labels_from_logits(np.zeros((0, 3)))
+    assert [len(a) for a in empty] == [0, 0, 0]

@@ -128,11 +128,11 @@ def test_each_insitu_classifier_gets_every_setting_of_the_file(saved):
     # the in-situ adapter loads a file once per process and hands each configure() its
     # own PhaseModel: the prior and averaging radius must come along (the prior once
     # did not, and in-situ labels then differed from offline ones)
-    from lpfm_insitu.lammps.insitu import _cached_model
+    from lpfm_insitu.model.files import load_model_cached
 
     _, path = saved
-    first = _cached_model(str(path), load_model)
-    second = _cached_model(str(path), load_model)
+    first = load_model_cached(str(path))
+    second = load_model_cached(str(path))
     assert first.network is second.network  # built once
     reference = load_model(path)
     for copy in (first, second):

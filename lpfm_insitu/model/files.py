@@ -9,6 +9,7 @@ and versions; loading checks them before building anything.
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,31 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str = "cpu",
                                        json.loads(header.get("step_log_priors", "{}")).items()},
                       averaging_radius=float(header.get("averaging_radius", 0.0)),
                       metadata=metadata, device=device, precision=precision)
+
+
+_LOADED: dict = {}
+
+
+def load_model_cached(name_or_path: str | Path) -> PhaseModel:
+    """``load_model``, once per process and file; each call gets its own ``PhaseModel``.
+
+    Building the MACE network is the slow part of loading (seconds), and LAMMPS input
+    scripts often configure two classifiers from one model (raw and denoised). The models
+    returned share the network (so they must use the same device); precision, prior and
+    thresholds stay separate. A file changed on disk is loaded anew.
+    """
+    resolved = resolve_model_path(name_or_path)
+    try:
+        stat = os.stat(resolved)
+        key = (os.path.realpath(resolved), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        key = None
+    base = _LOADED.get(key) if key else None
+    if base is None:
+        base = load_model(resolved)
+        if key:
+            _LOADED[key] = base
+    return base.sharing_network()
 
 
 def _compare_keys(network: LPFMNetwork, state: dict[str, torch.Tensor]):

@@ -12,68 +12,51 @@ from __future__ import annotations
 
 import contextlib
 from copy import copy as shallow_copy
-from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from .blas_threads import single_threaded_numpy_blas
 from ..constants import UNKNOWN_PHASE
+from .chunking import evaluate_in_chunks
+from .denoising import denoise_and_label
 from .graph import Graph, open_graph, periodic_graph
 from .local_scale import (REFERENCE_ATOMIC_VOLUME, REFERENCE_NN_DISTANCE,  # noqa: F401
                           SEARCH_REACH, LocalScale, equivalent_nn_distance,
                           estimate_local_scale)
+from .neighbourhood import (average_over_neighbours, scaled_graph,  # noqa: F401
+                            typical_neighbour_distance)
 from .network import LPFMNetwork
+from .results import HaloExchange, NoHalo, PhaseResult  # noqa: F401  (the core's interface)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-class HaloExchange(Protocol):
-    """How a host moves per-atom values between owners and ghost copies."""
+def labels_from_logits(logits: np.ndarray, candidates: np.ndarray | None = None,
+                       threshold: float = -np.inf, at_surface: np.ndarray | None = None):
+    """``(labels, confidence, probability)`` per atom from ``(n, n_phases)`` logits.
 
-    def forward(self, local_values: np.ndarray) -> np.ndarray:
-        """(n_local, k) owner values -> (n_all, k), ghosts filled from their owners."""
-
-    def reverse(self, all_values: np.ndarray) -> np.ndarray:
-        """(n_all, k) -> (n_local, k), ghost contributions summed into their owners."""
-
-
-class NoHalo:
-    """A periodic cell evaluated whole: there are no ghosts to exchange."""
-
-    def forward(self, local_values):
-        return local_values
-
-    def reverse(self, all_values):
-        return all_values
-
-
-@dataclass
-class PhaseResult:
-    """Per-atom answers for the atoms a caller owns."""
-
-    phases: tuple[str, ...]
-    labels: np.ndarray  # int, index into phases or UNKNOWN_PHASE
-    confidence: np.ndarray  # max logit over the candidate phases
-    probability: np.ndarray  # softmax probability of the label
-    logits: np.ndarray  # (n, n_phases): the order parameters
-    displacement: np.ndarray  # (n, 3) denoising displacement, input length units
-    history: list[dict] = field(default_factory=list)  # per denoising step: labels, logits
-    denoise_steps_done: int = 0  # fewer than asked when a tolerance stopped the run early
-    length_scale: np.ndarray | None = None  # (n,) model units per input unit, per atom
-    at_surface: np.ndarray | None = None  # (n,) bool: free-surface atoms (labelled unknown)
-
-    @property
-    def label_names(self) -> list[str]:
-        return [self.phases[i] if i != UNKNOWN_PHASE else "unknown" for i in self.labels]
-
-    def fractions(self) -> dict[str, float]:
-        n = max(len(self.labels), 1)
-        counts = np.bincount(self.labels + 1, minlength=len(self.phases) + 1)
-        out = {"unknown": counts[0] / n}
-        out.update({p: counts[k + 1] / n for k, p in enumerate(self.phases)})
-        return {k: float(v) for k, v in out.items()}
+    The label is the argmax over the ``candidates`` (phase indices; None: all), as an
+    index into all phases, or ``UNKNOWN_PHASE`` where the confidence (that largest logit)
+    is below ``threshold`` or the atom is ``at_surface``. The probability is the softmax
+    probability of the label among the candidates.
+    """
+    logits = np.asarray(logits)
+    cand = np.arange(logits.shape[1]) if candidates is None else np.asarray(candidates)
+    sub = logits[:, cand]
+    best = np.argmax(sub, axis=1) if len(sub) else np.zeros(0, dtype=int)
+    confidence = sub[np.arange(len(sub)), best] if len(sub) else np.zeros(0)
+    shifted = sub - confidence[:, None] if len(sub) else sub
+    probability = 1.0 / np.exp(shifted).sum(axis=1) if len(sub) else np.zeros(0)
+    labels = cand[best].astype(np.int64)
+    labels[confidence < threshold] = UNKNOWN_PHASE
+    if at_surface is not None:
+        # a free-surface atom's environment is half a crystal's: no prototype describes
+        # it, though its logits may still favour one (measured: 99% of a Cu slab's outer
+        # layer at FCC's confidence, alpha-Hg after denoising)
+        labels[at_surface[:len(labels)]] = UNKNOWN_PHASE
+    return labels, confidence, probability
 
 
 class PhaseModel:
@@ -217,7 +200,9 @@ class PhaseModel:
         calibrated = [k for k in self._step_log_priors if k <= denoise_steps]
         return self._step_log_priors[max(calibrated)] if calibrated else self._log_prior
 
-    def _prior_for(self, candidates: np.ndarray, denoise_steps: int = 0) -> np.ndarray:
+    def decision_prior(self, candidates: np.ndarray, denoise_steps: int = 0) -> np.ndarray:
+        """The log prior added to the logits before deciding: ``log_prior_for``, or
+        none when the candidates are a subset (they are the prior then)."""
         if len(np.unique(candidates)) < len(self.phases):
             return np.zeros(len(self.phases))
         return self.log_prior_for(denoise_steps)
@@ -332,12 +317,39 @@ class PhaseModel:
         than it in a step. Subdomains (MPI) always run their ``denoise_steps``: stopping
         early on one rank only would leave the others waiting in a halo exchange.
         """
+        return self._classify_cell(atoms.get_positions(), atoms.cell, atoms.pbc,
+                                   denoise_steps=denoise_steps, nn_distance=nn_distance,
+                                   candidates=candidates, keep_history=keep_history,
+                                   tolerance=tolerance)
+
+    def classify_periodic(self, positions: np.ndarray, cell: np.ndarray, *,
+                          length_scale: float | None = None, denoise_steps: int = 0,
+                          candidates: Sequence[str] | None = None) -> PhaseResult:
+        """Classify the atoms of a cell periodic along all three axes.
+
+        ``positions`` are relative to the cell's origin; atoms outside the cell are
+        wrapped into it first (an MD code lets atoms stray between reneighborings).
+        ``cell`` has the cell vectors as rows. ``length_scale`` fixes one scale for every
+        atom (model units per input unit, ``length_scale()``); None reads it per atom.
+        """
+        cell = np.asarray(cell, dtype=np.float64)
+        positions = np.asarray(positions, dtype=np.float64)
+        fractional = np.linalg.solve(cell.T, positions.T).T
+        fractional -= np.floor(fractional)
+        return self._classify_cell(fractional @ cell, cell, (True, True, True),
+                                   denoise_steps=denoise_steps, length_scale=length_scale,
+                                   candidates=candidates)
+
+    def _classify_cell(self, positions, cell, pbc, *, denoise_steps: int = 0,
+                       nn_distance: float | None = None, length_scale: float | None = None,
+                       candidates: Sequence[str] | None = None, keep_history: bool = False,
+                       tolerance: float | None = None) -> PhaseResult:
         if tolerance is not None and not tolerance > 0:
             raise ValueError(f"tolerance must be a positive length, got {tolerance}")
-        positions = np.asarray(atoms.get_positions(), dtype=np.float64)
+        positions = np.asarray(positions, dtype=np.float64)
         check_positions(positions)
-        pbc = np.asarray(atoms.pbc, dtype=bool)
-        cell = np.asarray(atoms.cell, dtype=np.float64)
+        pbc = np.asarray(pbc, dtype=bool)
+        cell = np.asarray(cell, dtype=np.float64)
         if pbc.any() and abs(np.linalg.det(cell)) <= 0:
             raise ValueError(f"the cell is periodic along {pbc.tolist()} but has zero volume "
                              f"(cell {cell.tolist()}); set the cell, or set pbc=False for "
@@ -347,12 +359,14 @@ class PhaseModel:
             return periodic_graph(input_positions, cell, pbc, cutoff, device=device)
 
         if nn_distance is not None:
-            scales = self._fixed_scale(len(positions), self.length_scale(nn_distance=nn_distance))
+            length_scale = self.length_scale(nn_distance=nn_distance)
+        if length_scale is not None:
+            scales = self._fixed_scale(len(positions), float(length_scale))
         else:
             typical = typical_neighbour_distance(positions, cell, pbc)
             scales = self.local_scale(positions, len(positions), graph_of, NoHalo(), typical)
-        return self._run(positions, scales, len(positions), graph_of, NoHalo(), denoise_steps,
-                         candidates, keep_history, tolerance=tolerance)
+        return denoise_and_label(self, positions, scales, len(positions), graph_of, NoHalo(),
+                                 denoise_steps, candidates, keep_history, tolerance=tolerance)
 
     def classify_subdomain(self, positions: np.ndarray, n_local: int,
                            length_scale: float | None, halo: HaloExchange, *,
@@ -381,8 +395,8 @@ class PhaseModel:
                 raise ValueError("classify_subdomain needs length_scale, typical_distance or "
                                  "scales")
             scales = self.local_scale(positions, n_local, graph_of, halo, typical_distance)
-        return self._run(positions, scales, n_local, graph_of, halo, denoise_steps,
-                         candidates, False, max_atoms_per_chunk)
+        return denoise_and_label(self, positions, scales, n_local, graph_of, halo,
+                                 denoise_steps, candidates, False, max_atoms_per_chunk)
 
     @staticmethod
     def _fixed_scale(n_atoms: int, scale: float) -> LocalScale:
@@ -415,47 +429,6 @@ class PhaseModel:
         ((scales.search_reach, scales.search_graph),) = searched.items()
         return scales
 
-    def _run(self, positions, scales: LocalScale, n_owned, graph_of, halo, denoise_steps,
-             candidates, keep_history, max_atoms_per_chunk=None, tolerance=None) -> PhaseResult:
-        cand = self.candidate_indices(candidates)
-        if denoise_steps < 0:
-            raise ValueError(f"denoise_steps must be >= 0, got {denoise_steps}")
-        atom_scale = scales.scale
-        own_scale = atom_scale[:n_owned, None]
-        current = positions.copy()
-        graph_of = _reusing(scales, current, graph_of)
-        history = []
-        converged = False
-        for step in range(denoise_steps + 1):
-            need_gradient = step < denoise_steps and not converged
-            logits, gradient = self.evaluate(
-                current, n_owned, graph_of, cand, halo, need_gradient=need_gradient,
-                average=keep_history or not need_gradient,  # labels are read from these
-                max_atoms_per_chunk=max_atoms_per_chunk, atom_scale=atom_scale)
-            logits = logits + self._prior_for(cand, step)  # a decision prior, after the score
-            if keep_history:
-                history.append({"step": step,
-                                "labels": self._labels(logits, cand, step, scales)[0],
-                                "logits": logits})
-            if need_gradient:
-                # the gradient is d log p / d r in input units; a step is taken in model units
-                score = halo.reverse(gradient) / own_scale
-                move = self.step_size * score
-                norm = np.linalg.norm(move, axis=1, keepdims=True)
-                move *= np.minimum(1.0, self.max_step / np.maximum(norm, 1e-12))
-                move /= own_scale
-                if tolerance is not None and len(move):
-                    converged = float(np.linalg.norm(move, axis=1).max()) < tolerance
-                current = current + halo.forward(move)
-            else:
-                break
-        labels, confidence, probability = self._labels(logits, cand, step, scales)
-        displacement = current[:n_owned] - positions[:n_owned]
-        return PhaseResult(self.phases, labels, confidence, probability, logits, displacement,
-                           history, denoise_steps_done=step,
-                           length_scale=atom_scale[:n_owned].copy(),
-                           at_surface=scales.at_surface[:n_owned].copy())
-
     def evaluate(self, model_positions, n_owned, graph_of, candidates, halo, *,
                  need_gradient: bool, average: bool, max_atoms_per_chunk: int | None = None,
                  atom_scale: np.ndarray | None = None):
@@ -482,9 +455,9 @@ class PhaseModel:
                                                         candidates, need_gradient, atom_scale)
         else:
             graph = None
-            logits, gradient = self._evaluate_in_chunks(positions, n_owned, graph_of,
-                                                        candidates, need_gradient,
-                                                        max_atoms_per_chunk, atom_scale)
+            logits, gradient = evaluate_in_chunks(self, positions, n_owned, graph_of,
+                                                  candidates, need_gradient,
+                                                  max_atoms_per_chunk, atom_scale)
         if average:
             logits = self.average_over_neighbours(logits, positions, n_owned, graph_of,
                                                   halo, network_graph=graph,
@@ -494,142 +467,16 @@ class PhaseModel:
     def average_over_neighbours(self, logits, model_positions, n_owned, graph_of, halo,
                                 network_graph: Graph | None = None,
                                 atom_scale: np.ndarray | None = None):
-        """Each owned atom's logits averaged with those of its neighbours (``averaging_radius``).
+        """Each owned atom's logits averaged with those of its neighbours within
+        ``averaging_radius`` (``neighbourhood.average_over_neighbours``; collective)."""
+        return average_over_neighbours(logits, model_positions, n_owned, graph_of, halo,
+                                       self.averaging_radius, network_graph, atom_scale)
 
-        ``graph_of(positions, cutoff)`` builds the neighbour graph as for the network;
-        ``network_graph``, the network's own graph of these positions, saves that search
-        (the radius is at most the network's cutoff, so its edges are a subset).
-        Collective on a subdomain (the ghosts' logits come from their owners), so every
-        rank calls it whatever its atom count.
-        """
-        if self.averaging_radius == 0.0:
-            return logits
-        every_atom = halo.forward(logits)  # ghosts get their owners' logits
-        if n_owned == 0:
-            return logits
-        if atom_scale is None:
-            atom_scale = np.ones(len(model_positions))
-        graph = network_graph if network_graph is not None else \
-            scaled_graph(model_positions, graph_of, atom_scale, self.averaging_radius)
-        graph = within_scaled(graph, model_positions, atom_scale, self.averaging_radius)
-        # on the graph's device (a GPU's for a device graph); every pair is there both
-        # ways, so summing senders into owned receivers sums each owned atom's neighbours
-        edge_index = torch.as_tensor(graph.edge_index)
-        sender, receiver = edge_index[0], edge_index[1]
-        device = receiver.device
-        keep = receiver < n_owned
-        centre, neighbour = receiver[keep], sender[keep]
-        every_atom = torch.as_tensor(np.asarray(every_atom, dtype=np.float64), device=device)
-        summed = torch.as_tensor(np.array(logits, dtype=np.float64), device=device).index_add_(
-            0, centre, every_atom[neighbour])
-        count = 1.0 + torch.bincount(centre, minlength=n_owned).to(summed.dtype)
-        return (summed / count[:, None]).cpu().numpy()
-
-    def _evaluate_in_chunks(self, positions, n_owned, graph_of, cand, need_gradient, chunk,
-                            atom_scale):
-        """Slabs of owned atoms, each with every atom within the receptive field around it.
-
-        Summing each slab's gradient gives the gradient of the whole sum, so chunking
-        changes memory, not answers.
-        """
-        reach = self.receptive_field(float(atom_scale.min()))
-        axis = int(np.argmax(np.ptp(positions[:n_owned], axis=0)))
-        order = np.argsort(positions[:n_owned, axis], kind="stable")
-        logits = np.zeros((n_owned, len(self.phases)))
-        gradient = np.zeros_like(positions) if need_gradient else None
-        for start in range(0, n_owned, chunk):
-            owned = order[start:start + chunk]
-            lo, hi = positions[owned, axis].min() - reach, positions[owned, axis].max() + reach
-            near = np.flatnonzero((positions[:, axis] >= lo) & (positions[:, axis] <= hi))
-            others = np.setdiff1d(near, owned, assume_unique=True)
-            members = np.concatenate([owned, others])
-            sub, sub_scale = positions[members], atom_scale[members]
-            part_logits, part_grad = self.logits_and_gradient(
-                sub, scaled_graph(sub, graph_of, sub_scale, self.cutoff), len(owned), cand,
-                need_gradient, sub_scale)
-            logits[owned] = part_logits
-            if need_gradient:
-                np.add.at(gradient, members, part_grad)
-        return logits, gradient
-
-    def _labels(self, logits, cand, denoise_steps: int = 0, scales: LocalScale | None = None):
-        sub = logits[:, cand]
-        best = np.argmax(sub, axis=1) if len(sub) else np.zeros(0, dtype=int)
-        confidence = sub[np.arange(len(sub)), best] if len(sub) else np.zeros(0)
-        shifted = sub - confidence[:, None] if len(sub) else sub
-        probability = 1.0 / np.exp(shifted).sum(axis=1) if len(sub) else np.zeros(0)
-        labels = cand[best].astype(np.int64)
-        labels[confidence < self.threshold_for(denoise_steps)] = UNKNOWN_PHASE
-        if scales is not None:
-            # a free-surface atom's environment is half a crystal's: no prototype describes
-            # it, though its logits may still favour one (measured: 99% of a Cu slab's outer
-            # layer at FCC's confidence, alpha-Hg after denoising)
-            labels[scales.at_surface[:len(labels)]] = UNKNOWN_PHASE
-        return labels, confidence, probability
-
-
-def _reusing(scales: LocalScale, positions: np.ndarray, graph_of):
-    """``graph_of`` that cuts the local scale's own neighbour search down, where that
-    search was of these very positions and reached far enough (the first pass of a run)."""
-    search = getattr(scales, "search_graph", None)
-    if search is None:
-        return graph_of
-
-    def graph_of_reusing(input_positions, cutoff):
-        if input_positions is positions and cutoff <= scales.search_reach:
-            return search.within(input_positions, cutoff)
-        return graph_of(input_positions, cutoff)
-
-    return graph_of_reusing
-
-
-def scaled_graph(positions: np.ndarray, graph_of, atom_scale: np.ndarray, radius: float) -> Graph:
-    """The edges ``sender -> receiver`` no longer than ``radius`` in the receiver's model
-    units (its length times the receiver's scale)."""
-    smallest = float(atom_scale.min()) if len(atom_scale) else 1.0
-    graph = graph_of(positions, radius / smallest)
-    if len(atom_scale) == 0 or np.ptp(atom_scale) == 0.0:
-        return graph  # one scale: the search's own cutoff is the radius
-    return within_scaled(graph, positions, atom_scale, radius)
-
-
-def within_scaled(graph: Graph, positions: np.ndarray, atom_scale: np.ndarray,
-                  radius: float) -> Graph:
-    """``graph``'s edges no longer than ``radius`` in their receiver's model units (numpy
-    arrays, or tensors on a device graph's device)."""
-    sender, receiver = graph.edge_index
-    if torch.is_tensor(receiver):
-        scale = torch.as_tensor(np.asarray(atom_scale), device=receiver.device)
-        lengths = graph.lengths if graph.lengths is not None else torch.linalg.vector_norm(
-            torch.as_tensor(positions, device=receiver.device)[receiver]
-            - torch.as_tensor(positions, device=receiver.device)[sender] + graph.shifts, dim=1)
-        keep = lengths.to(scale.dtype) * scale[receiver] < radius
-    else:
-        lengths = graph.lengths if graph.lengths is not None else np.linalg.norm(
-            positions[receiver] - positions[sender] + graph.shifts, axis=1)
-        keep = lengths * atom_scale[receiver] < radius
-    return Graph(graph.edge_index[:, keep], graph.shifts[keep], lengths[keep])
-
-
-def typical_neighbour_distance(positions: np.ndarray, cell: np.ndarray, pbc) -> float:
-    """An upper estimate of the nearest-neighbour distance, to size neighbour searches.
-
-    The box's volume per atom overestimates it where there is vacuum; 1.6 x the mean
-    nearest distance (thermal noise pulls that ~10% low, and an open structure's first
-    shell is short for its density) bounds it there.
-    """
-    from scipy.spatial import cKDTree
-
-    if len(positions) < 2:
-        return 1.0
-    estimates = []
-    if np.all(pbc):
-        volume = abs(np.linalg.det(cell))
-        if volume > 0:
-            estimates.append(equivalent_nn_distance(volume / len(positions)))
-    nearest, _ = cKDTree(positions).query(positions, k=2)
-    estimates.append(1.6 * float(np.mean(nearest[:, 1])))
-    return min(estimates)
+    def decide(self, logits, cand, denoise_steps: int = 0, scales: LocalScale | None = None):
+        """``labels_from_logits`` with this model's threshold for ``denoise_steps`` steps;
+        free-surface atoms of ``scales`` are unknown."""
+        return labels_from_logits(logits, cand, self.threshold_for(denoise_steps),
+                                  None if scales is None else scales.at_surface)
 
 
 def check_positions(positions: np.ndarray) -> None:
