@@ -94,7 +94,7 @@ def test_triclinic_box(checks):
 def test_default_threads_share_the_node_unless_omp_num_threads_is_set(monkeypatch):
     import os
 
-    from lpfm_insitu.lammps.insitu import default_threads
+    from lpfm_insitu.lammps.devices import default_threads
 
     cores = len(os.sched_getaffinity(0))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import MPI_SCRIPTS
-from lpfm_insitu.lammps.insitu import _warn_once, pick_device
+from lpfm_insitu.lammps.devices import pick_device, warn_once
 
 HEAVY = ("torch", "mace", "e3nn", "scipy", "matscipy", "ase")
 
@@ -67,8 +67,8 @@ def test_explicit_devices_and_no_gpu_do_not_warn():
 
 def test_the_shared_gpu_warning_is_printed_once(capsys):
     message = "lpfm_insitu: WARNING: test message printed once"
-    _warn_once(message)
-    _warn_once(message)
+    warn_once(message)
+    warn_once(message)
     assert capsys.readouterr().out.count(message) == 1
 
 

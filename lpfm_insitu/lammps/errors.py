@@ -43,7 +43,16 @@ class InsituError(RuntimeError):
         self.agreed = agreed
 
 
-def world_rank() -> int:
+def agreed_error(message: str) -> InsituError:
+    """An error every rank raises alike: a setting is the same on every rank (one input
+    script), so rank 0 alone prints it."""
+    return InsituError(message, agreed=True)
+
+
+def world_rank(comm=None) -> int:
+    """This process's rank in ``comm`` (default: MPI's world); 0 without MPI."""
+    if comm is not None:
+        return comm.Get_rank()
     try:
         from mpi4py import MPI
 

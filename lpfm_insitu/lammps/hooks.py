@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .errors import world_rank
+
 Hook = Callable[["InsituFrame"], Any]
 
 _REGISTRY: list[Hook] = []
@@ -109,7 +111,7 @@ class InsituFrame:
 
     @property
     def rank(self) -> int:
-        return 0 if self.comm is None else self.comm.Get_rank()
+        return world_rank(self.comm)
 
     def velocities(self) -> np.ndarray:
         """(n, 3) velocities of these atoms (a copy), read from LAMMPS on demand."""
