@@ -219,10 +219,11 @@ def test_ghost_cutoff_check_names_the_needed_comm_cutoff(tmp_path, tiny_model):
 
 
 def test_error_on_one_rank_stops_all_ranks(tmp_path, tiny_model, monkeypatch):
-    monkeypatch.setenv("LPFM_INSITU_FAIL", "classify:1")
+    # tests/mpi_scripts/insitu_small.in makes the model call raise on rank 1 only
+    monkeypatch.setenv("LPFM_TEST_FAIL_RANK", "1")
     result = run_small(tmp_path, tiny_model, "fail")
     assert result.returncode != 0
-    assert "injected failure (LPFM_INSITU_FAIL=classify:1) on rank 1" in result.out
+    assert "injected failure in classify_subdomain on rank 1" in result.out
     assert "(on rank 1)" in result.out
     assert "Fix python/invoke end_of_step() method failed" in result.out
     assert result.seconds < TIMEOUT
