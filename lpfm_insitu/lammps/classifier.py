@@ -39,7 +39,7 @@ from .announce import announcement
 from .errors import InsituError, agreed_error, describe, world_rank
 from .gather import Subdomain, gather_subdomain
 from .lengths import ghost_message, scale_and_typical_distance, suggested_cutoff
-from .quiet import quietly
+from .quiet import core_inference, quietly
 from .rank_setup import RankLink, connect, set_up_rank
 from .schedule import InvokePeriod, companion_names, first_label_commands
 from .settings import CONFIGURE, InsituSettings, check_settings
@@ -91,10 +91,8 @@ class InsituClassifier:
                 "set (LAMMPS does not substitute ${...} inside quotes; pass a LAMMPS variable "
                 "with `shell putenv LPFM_MODEL=${lpfm_model}` and model=\"$LPFM_MODEL\")")
         problem = None
-        with quietly():
-            from ..model.torch_compat import import_mace_quietly
-
-            import_mace_quietly()  # its accelerator notice would come once per rank
+        core_inference()
+        with quietly():  # warnings while the network is built, once per rank
             from ..model.files import ModelFileError, load_model_cached
 
             try:

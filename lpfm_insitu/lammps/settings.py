@@ -141,9 +141,11 @@ def check_settings(s: InsituSettings) -> None:
                            "displacement, which is zero without denoising: set denoise_steps "
                            ">= 1 or drop export_displacement")
     core = _core()
-    if s.precision not in core.PRECISIONS:
+    try:  # the core's own checks, in the adapter's words
+        core.check_precision(s.precision)
+    except ValueError:
         raise agreed_error(f"{prefix}: precision={s.precision!r} is not one of "
-                           f"{core.PRECISIONS}")
+                           f"{core.PRECISIONS}") from None
     if s.check_ghosts not in GHOST_CHECKS:
         raise agreed_error(f"{prefix}: check_ghosts={s.check_ghosts!r} is not one of "
                            f"{GHOST_CHECKS}")
@@ -176,9 +178,11 @@ def check_settings(s: InsituSettings) -> None:
     if device.startswith("cuda") and not has_cuda:
         raise agreed_error(f"{prefix}: device={device!r} but torch sees no CUDA device here: "
                            "use device='auto' or 'cpu'")
-    if s.precision == "fp16" and (device == "cpu" or not has_cuda):
+    try:
+        core.check_precision(s.precision, "cuda" if has_cuda and device != "cpu" else "cpu")
+    except ValueError:
         raise agreed_error(f"{prefix}: precision='fp16' needs a CUDA GPU, and this rank runs "
-                           "on the CPU: use precision='fp32' (default) or 'bf16'")
+                           "on the CPU: use precision='fp32' (default) or 'bf16'") from None
 
 
 def _core():

@@ -33,6 +33,14 @@ from .results import HaloExchange, NoHalo, PhaseResult  # noqa: F401  (the core'
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
+def check_precision(precision: str, device_type: str | None = None) -> None:
+    """Raise ``ValueError`` for a precision this model cannot run (on ``device_type``)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    if precision == "fp16" and device_type is not None and device_type != "cuda":
+        raise ValueError("fp16 autocast needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
+
+
 def labels_from_logits(logits: np.ndarray, candidates: np.ndarray | None = None,
                        threshold: float = -np.inf, at_surface: np.ndarray | None = None):
     """``(labels, confidence, probability)`` per atom from ``(n, n_phases)`` logits.
@@ -91,10 +99,7 @@ class PhaseModel:
     def to(self, device: str | torch.device, precision: str | None = None) -> "PhaseModel":
         device = torch.device(device)
         precision = precision or self.precision
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
-        if precision == "fp16" and device.type != "cuda":
-            raise ValueError("fp16 autocast needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
+        check_precision(precision, device.type)
         self.network.to(device)
         self.device, self.precision = device, precision
         return self
