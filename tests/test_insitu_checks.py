@@ -102,3 +102,20 @@ def test_default_threads_share_the_node_unless_omp_num_threads_is_set(monkeypatc
     assert default_threads(cores * 4) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert default_threads(2) is None
+
+
+def test_configure_lists_every_option_with_its_default():
+    import inspect
+
+    from lpfm_insitu.lammps import configure
+    from lpfm_insitu.lammps.settings import InsituSettings
+
+    signature = inspect.signature(configure)
+    defaults = InsituSettings()
+    assert list(signature.parameters)[:4] == ["model", "fix", "every", "denoise_steps"]
+    for name, parameter in signature.parameters.items():
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        assert parameter.default == getattr(defaults, name)
+        assert f"\n{name}: " in configure.__doc__
+    with pytest.raises(TypeError, match="unexpected keyword argument 'modle'"):
+        configure(modle="default")
