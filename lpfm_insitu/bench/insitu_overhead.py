@@ -37,20 +37,22 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..training.prototypes import BCC, FCC, HCP, OMEGA
+
 VARIANTS = ("plain", "lpfm", "cna")
 SKIN = 2.0  # the default neighbor skin of units metal: ghosts need reach + skin
 TEMPERATURE = 600.0
 SEED = 4928459
-COMMON_OPS = ("A_cF4_225_a", "A_hP2_194_c", "A_cI2_229_a", "A_hP3_191_ad")
+COMMON_OPS = (FCC, HCP, BCC, OMEGA)
 
 # CNA codes of compute cna/atom: 1 fcc, 2 hcp.
 SYSTEMS = {
     "cu_eam": dict(element="Cu", mass=63.546, structure="fcc", a=3.615, c_over_a=None,
                    pair_style="eam/alloy", potential="Cu_mishin1.eam.alloy",
-                   phase="A_cF4_225_a", cna_code=1),
+                   phase=FCC, cna_code=1),
     "ti_meam": dict(element="Ti", mass=47.867, structure="hcp", a=2.95, c_over_a=1.587,
                     pair_style="meam/spline", potential="Ti.meam.spline",
-                    phase="A_hP2_194_c", cna_code=2),
+                    phase=HCP, cna_code=2),
 }
 
 TEMPLATE = """\

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from ..training.prototypes import build_prototype
+from ..training.prototypes import FCC, build_prototype
 from .precision import bf16_call
 
 
@@ -39,7 +39,7 @@ def run_cost(model, threads: int = 2, n_cells: int = 14, repeats: int = 3, seed:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        atoms = build_prototype("A_cF4_225_a", 15.0, primitive=False).repeat(n_cells)
+        atoms = build_prototype(FCC, 15.0, primitive=False).repeat(n_cells)
         atoms.positions += np.random.default_rng(seed).normal(0, 0.1, atoms.positions.shape)
         n = len(atoms)
         load_before = load_average()

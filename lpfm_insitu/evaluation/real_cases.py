@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..training.prototypes import BCC, FCC, HCP, OMEGA
 from .md_snapshots import DEFAULT_CACHE, parse_thermo
-from .md_templates import BCC, FCC, HCP, _hcp_lattice, potential_directory
+from .md_templates import _hcp_lattice, potential_directory
 
-OMEGA = "A_hP3_191_ad"
 CANDIDATES = (FCC, BCC, HCP, OMEGA)
 
 #: Moderate temperature of the surface, particle, void and compression cases (K).

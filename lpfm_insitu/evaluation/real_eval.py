@@ -19,11 +19,12 @@ import time
 
 import numpy as np
 
+from ..training.prototypes import OMEGA
 from . import real_truth as truth
 from .baselines import acna_labels, ptm_labels
 from .md_snapshots import DEFAULT_CACHE
 from .metrics import label_breakdown
-from .real_cases import CANDIDATES, OMEGA, case_frames, default_cases
+from .real_cases import CANDIDATES, case_frames, default_cases
 
 STEPS = ("0", "8")
 INTERIOR_DEPTH = 5.0  # Å inside a surface or away from an interface

@@ -13,6 +13,7 @@ from ase import Atoms
 
 from ..model.graph import periodic_graph
 from ..model.inference import REFERENCE_ATOMIC_VOLUME, REFERENCE_NN_DISTANCE
+from .prototypes import BCC, DIAMOND, FCC, HCP
 
 
 def disordered_packing(n_atoms: int, rng: np.random.Generator,
@@ -90,7 +91,7 @@ def validation_structures(model, sigmas=VALIDATION_SIGMAS, target_atoms: int = 1
 
 #: The lattices nearly every element crystallises in at ambient conditions (and the ones
 #: PTM and CNA know): the phase prior leaves them at 0 and lowers every other prototype.
-COMMON_PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_cF8_227_a")
+COMMON_PHASES = (FCC, BCC, HCP, DIAMOND)
 PRIOR_STRENGTHS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 
 
