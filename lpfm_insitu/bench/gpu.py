@@ -18,8 +18,9 @@ import time
 
 import numpy as np
 
+from ..model.inference import PRECISIONS
+
 SIZES = (10_000, 100_000, 1_000_000)
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def no_cuda_reason() -> str | None:

@@ -23,7 +23,9 @@ import time
 import numpy as np
 
 SIZES = (1_000, 10_000, 100_000)
-PRECISIONS = ("fp32", "bf16")
+#: The precisions the CPU rows measure, of ``model.inference.PRECISIONS``: fp16 is
+#: measured on a GPU, by ``bench.gpu``.
+CPU_PRECISIONS = ("fp32", "bf16")
 TASKS = ("classify", "denoise_step")
 LATTICE = 3.615
 
@@ -146,7 +148,7 @@ def profile_forward(model_name: str, n_atoms: int, threads: int, repeats: int = 
             "us_per_atom": {name: 1e6 * value / n for name, value in best.items()}}
 
 
-def run_throughput(model: str = "default", sizes=SIZES, precisions=PRECISIONS, tasks=TASKS,
+def run_throughput(model: str = "default", sizes=SIZES, precisions=CPU_PRECISIONS, tasks=TASKS,
                    threads: int = 2, repeats: int = 3, timeout: float = 1800,
                    compare_e3nn_at: int | None = 10_000, profile_at: int | None = 10_000,
                    log=print) -> dict:
@@ -201,7 +203,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--atoms", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--precision", nargs="+", default=list(PRECISIONS))
+    parser.add_argument("--precision", nargs="+", default=list(CPU_PRECISIONS))
     parser.add_argument("--task", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
