@@ -143,7 +143,8 @@ def test_msd_and_linear_fit():
 
 
 def test_md_templates_render_and_hash():
-    from lpfm_insitu.evaluation.md_snapshots import cache_key, parse_thermo
+    from lpfm_insitu.evaluation.lammps_cache import parse_thermo
+    from lpfm_insitu.evaluation.md_snapshots import cache_key
     from lpfm_insitu.evaluation.md_templates import SYSTEMS
 
     names = {s.name for s in SYSTEMS}

@@ -2,7 +2,8 @@
 
 One module per job: ``synthetic_eval`` (prototype accuracy and denoising), ``physics``
 and ``paths`` (Bain/Burgers paths, logit versus displacement), ``md_templates`` and
-``md_snapshots`` (cached LAMMPS snapshots near melting), ``baselines`` (PTM, a-CNA via
+``md_snapshots`` (cached LAMMPS snapshots near melting; ``lammps_cache`` builds a cache
+entry), ``baselines`` (PTM, a-CNA via
 OVITO), ``md_eval`` (the comparison), ``strain_eval``
 (compressed hot crystals), ``cost`` (timing, bf16), ``real_cases``, ``real_truth``,
 ``real_eval`` and ``real_report`` (slabs, a particle, a void, a solid-liquid interface,
