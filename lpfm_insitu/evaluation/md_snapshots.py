@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .lammps_cache import build_entry, parse_thermo
-from .md_templates import MDSystem, potential_directory
+from .md_templates import CALIBRATION_CRYSTALS, CALIBRATION_LIQUIDS, MDSystem, potential_directory
 
 DEFAULT_CACHE = (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                  / "lpfm_insitu" / "md")
@@ -80,3 +80,16 @@ def snapshots(system: MDSystem, cache: str | Path = DEFAULT_CACHE, n_ranks: int 
 
     meta = build_entry(folder, system.name, system.render(potential_dir), n_ranks, finish)
     return load_frames(folder, system), {**meta, "from_cache": False}
+
+
+def calibration_hot_crystals(cache=DEFAULT_CACHE, log=print) -> tuple[list, list[str]]:
+    """``lpfm calibrate``'s hot crystals: (label, atoms) pairs, and their descriptions."""
+    hot = [(system.true_label, atoms) for system in CALIBRATION_CRYSTALS
+           for atoms in snapshots(system, cache, 2, log)[0]]
+    return hot, [s.description for s in CALIBRATION_CRYSTALS]
+
+
+def calibration_liquids(cache=DEFAULT_CACHE, log=print) -> tuple[list, list[str]]:
+    """``lpfm calibrate``'s liquids: one frame list per liquid, and their descriptions."""
+    liquids = [snapshots(s, cache, 2, log)[0] for s in CALIBRATION_LIQUIDS]
+    return liquids, [f"{s.name}: {s.description}" for s in CALIBRATION_LIQUIDS]

@@ -374,8 +374,8 @@ def _md(m, model: dict) -> list[str]:
             + f" (stored: {step_thresholds_text(m)}; `lpfm calibrate` sets them on "
             "liquids of other elements, so this liquid Cu is held out: "
             f"{_calibration_liquids(model)}). "
-            "`calibrate_on_liquid(model, liquid_atoms, 0.95, "
-            "denoise_steps)` in `lpfm_insitu.evaluation.metrics` returns them. "
+            "`step_thresholds_on_liquid(model, liquid_frames, steps, 0.95)` in "
+            "`lpfm_insitu.training.calibration` returns them. "
             "Accuracy (%) — for the liquid: unknown fraction (%):", "",
             markdown_table(["system", "argmax, no threshold (0 / 1 / 8 steps)",
                     "stored threshold (0 / 1 / 8 steps)",
