@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from ..training.prototypes import BCC, FCC, HCP, OMEGA
+from .timing import load_average
 
 VARIANTS = ("plain", "lpfm", "cna")
 SKIN = 2.0  # the default neighbor skin of units metal: ghosts need reach + skin
@@ -295,13 +296,6 @@ def _summarise(runs: dict, n_atoms: int) -> dict:
     return out
 
 
-def _load() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
 def run_insitu_overhead(model: str = "default", systems=("cu_eam", "ti_meam"),
                         n_atoms_target: int = 10000, ranks: int = 2, steps: int = 1000,
                         every: int = 100, repeat: int = 2, denoise_steps: int = 0,
@@ -324,7 +318,7 @@ def run_insitu_overhead(model: str = "default", systems=("cu_eam", "ti_meam"),
                                   "step 0, in the run's setup, outside Loop time)",
                 "per_atom_cost": "extra wall seconds (median - plain median) / invocations / "
                                  f"all atoms, on {ranks} ranks",
-                "load_average_before": _load()}
+                "load_average_before": load_average(2)}
     started = time.time()
     result = {"systems": {}, "settings": settings}
     with tempfile.TemporaryDirectory(prefix="lpfm_insitu_overhead_") as tmp:
@@ -347,7 +341,7 @@ def run_insitu_overhead(model: str = "default", systems=("cu_eam", "ti_meam"),
                     log(f"insitu_overhead: {name} round {k + 1}/{repeat} {variant:5s} "
                         f"{run['n_atoms']} atoms {ranks} ranks {steps} steps: "
                         f"{run['wall_s']:.2f} s{extra} ({run['cpu_use_percent']}% CPU use, "
-                        f"load {_load()})")
+                        f"load {load_average(2)})")
             n_atoms = runs["plain"][0]["n_atoms"]
             figures = _summarise(runs, n_atoms)
             s = SYSTEMS[name]
@@ -366,7 +360,7 @@ def run_insitu_overhead(model: str = "default", systems=("cu_eam", "ti_meam"),
                 f"{figures['cna_us_per_atom_per_invocation']:.3f} us/atom")
             settings["lammps_version"] = runs["plain"][0]["lammps_version"]
             settings["example_command"] = runs["lpfm"][0]["command"]
-    settings["load_average_after"] = _load()
+    settings["load_average_after"] = load_average(2)
     settings["wall_s_total"] = round(time.time() - started, 1)
     return result
 

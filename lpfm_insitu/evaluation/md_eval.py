@@ -18,7 +18,7 @@ from .baselines import acna_labels, diamond_labels, ptm_labels
 from .md_snapshots import DEFAULT_CACHE, snapshots
 from .md_templates import SYSTEMS
 from .precision import bf16_call
-from .metrics import (UNKNOWN, accuracy, confidence_of, crystalline_fraction, label_breakdown,
+from .metrics import (accuracy, confidence_of, crystalline_fraction, label_breakdown,
                       labels_from_logits)
 
 STEPS = (0, 1, 8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..training.prototypes import report_name
-from .md_eval import METHOD_COLUMNS, STEPS
+from .md_eval import METHOD_COLUMNS
 from .real_report import real_targets, render_real
 
 TARGETS = {
