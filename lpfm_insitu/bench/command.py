@@ -47,7 +47,7 @@ def _insitu(args) -> dict:
 
 
 def _parallel(args) -> dict:
-    from .insitu_lammps import parser, run_parallel
+    from .parallel import parser, run_parallel
 
     options = ["--model", args.model, "--threads", "1"]
     options += ["--cells", "5", "--repeat", "1"] if args.quick else ["--cells", "14", "--repeat", "3"]

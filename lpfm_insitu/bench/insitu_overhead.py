@@ -1,7 +1,5 @@
-'''What classifying in situ costs a LAMMPS run, against LAMMPS' own ``compute cna/atom``.
-
-    python -m lpfm_insitu.bench.insitu_overhead --model default --steps 1000 --repeat 2 \
-        --json out.json
+'''``lpfm bench``'s insitu section: what classifying in situ costs a LAMMPS run, against
+LAMMPS' own ``compute cna/atom``.
 
 For each system (EAM Cu fcc, spline-MEAM Ti hcp, ~10^4 atoms, NVE from a lattice with
 velocities for ~600 K) the same run is launched three ways through ``mpirun``:
@@ -24,15 +22,12 @@ the fraction of atoms labelled, and the number of CNA evaluations inside the loo
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import re
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -363,34 +358,3 @@ def run_insitu_overhead(model: str = "default", systems=("cu_eam", "ti_meam"),
     settings["load_average_after"] = load_average(2)
     settings["wall_s_total"] = round(time.time() - started, 1)
     return result
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="default", help="shipped model name or model file")
-    p.add_argument("--systems", nargs="+", default=["cu_eam", "ti_meam"], choices=sorted(SYSTEMS))
-    p.add_argument("--atoms", type=int, default=10000, help="target number of atoms")
-    p.add_argument("--ranks", type=int, default=2)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--every", type=int, default=100)
-    p.add_argument("--repeat", type=int, default=2)
-    p.add_argument("--denoise-steps", type=int, default=0)
-    p.add_argument("--workdir", help="keep every run's files here (default: temporary)")
-    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per LAMMPS run")
-    p.add_argument("--json", help="write the results here")
-    args = p.parse_args(argv)
-    result = run_insitu_overhead(args.model, systems=tuple(args.systems),
-                                 n_atoms_target=args.atoms, ranks=args.ranks, steps=args.steps,
-                                 every=args.every, repeat=args.repeat,
-                                 denoise_steps=args.denoise_steps, workdir=args.workdir,
-                                 timeout=args.timeout,
-                                 log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    text = json.dumps(result, indent=1)
-    if args.json:
-        Path(args.json).write_text(text)
-    print(text)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
