@@ -13,6 +13,7 @@ import numpy as np
 
 from ..training.prototypes import BCC, FCC, HCP, report_name
 from ..training.synthetic import ideal_supercell
+from .metrics import labels_from_logits
 from .paths import (SQRT2, bain_cell, burgers_cell, gaussian_perturbation, linear_fit,
                     mean_squared_displacement)
 
@@ -51,7 +52,7 @@ def path_section(model, n_points: int = 21) -> dict:
     burgers = _path_logits(model, [burgers_cell(v) for v in x])
 
     def summary(coord, logits, start, end):
-        labels = [phases[k] for k in np.argmax(logits, axis=1)]
+        labels = labels_from_logits(logits, phases).tolist()
         return {"coordinate": coord.tolist(), "logits": logits.tolist(),
                 "argmax": labels, "start_label": labels[0], "end_label": labels[-1],
                 "crossing": _crossing(coord, logits, phases, start, end),
