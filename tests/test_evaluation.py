@@ -9,12 +9,12 @@ import pytest
 
 from lpfm_insitu.evaluation.baselines import (CNA_TO_AFLOW, DIAMOND_TO_AFLOW, PTM_TO_AFLOW,
                                               map_types)
-from lpfm_insitu.evaluation.metrics import (UNKNOWN, accuracy, calibrate_on_liquid,
-                                            crystalline_fraction, label_breakdown,
-                                            labels_from_logits, rejection_threshold)
+from lpfm_insitu.evaluation.metrics import (UNKNOWN, accuracy, crystalline_fraction,
+                                            label_breakdown, labels_from_logits)
 from lpfm_insitu.evaluation.paths import (bain_cell, burgers_cell, gaussian_perturbation,
                                           linear_fit, mean_squared_displacement,
                                           spacegroup_number)
+from lpfm_insitu.training.calibration import rejection_threshold, step_thresholds_on_liquid
 from lpfm_insitu.training.prototypes import PROTOTYPE_LABELS
 
 FCC, BCC, HCP, DIAMOND = "A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_cF8_227_a"
@@ -103,31 +103,35 @@ def test_rejection_threshold_is_the_right_quantile():
 
 
 class _FakeResult:
-    def __init__(self, confidence):
-        self.confidence = confidence
+    def __init__(self, history):
+        self.history = history
 
 
 class _FakeModel:
-    """Confidence = x coordinate of each atom: the quantile is known exactly."""
+    """Confidence = x coordinate of each atom at every step: the quantile is known exactly."""
 
     def __init__(self):
         self.calls = []
 
-    def classify_atoms(self, atoms, denoise_steps=0, candidates=None):
+    def candidate_indices(self, candidates):
+        return np.array([0])
+
+    def classify_atoms(self, atoms, denoise_steps=0, keep_history=False, candidates=None):
         self.calls.append(denoise_steps)
-        return _FakeResult(atoms.positions[:, 0].copy())
+        logits = atoms.positions[:, :1].copy()
+        return _FakeResult([{"step": k, "logits": logits} for k in range(denoise_steps + 1)])
 
 
-def test_calibrate_on_liquid_returns_the_quantile():
+def test_liquid_threshold_returns_the_quantile():
     from ase import Atoms
 
     frames = [Atoms("Cu100", positions=np.c_[np.arange(100.0) + 100 * k, np.zeros((100, 2))],
                     cell=[1000, 10, 10], pbc=True) for k in range(2)]
     model = _FakeModel()
-    threshold = calibrate_on_liquid(model, frames, quantile=0.9, denoise_steps=8)
+    threshold = step_thresholds_on_liquid(model, frames, steps=(8,), quantile=0.9)[8]
     assert model.calls == [8, 8]
     assert 179.0 < threshold < 180.0  # 180 of the 200 values (0..199) lie below it
-    single = calibrate_on_liquid(model, frames[0], quantile=0.5, denoise_steps=0)
+    single = step_thresholds_on_liquid(model, frames[:1], steps=(0,), quantile=0.5)[0]
     assert 49.0 < single < 50.0
 
 
@@ -143,7 +147,8 @@ def test_msd_and_linear_fit():
 
 
 def test_md_templates_render_and_hash():
-    from lpfm_insitu.evaluation.md_snapshots import cache_key, parse_thermo
+    from lpfm_insitu.evaluation.lammps_cache import parse_thermo
+    from lpfm_insitu.evaluation.md_snapshots import cache_key
     from lpfm_insitu.evaluation.md_templates import SYSTEMS
 
     names = {s.name for s in SYSTEMS}

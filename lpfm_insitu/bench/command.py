@@ -12,18 +12,12 @@ import time
 from pathlib import Path
 
 from . import SECTIONS
+from .timing import load_average
 from ..errors import LPFMError
 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _load_average() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
 
 
 def _throughput(args) -> dict:
@@ -53,7 +47,7 @@ def _insitu(args) -> dict:
 
 
 def _parallel(args) -> dict:
-    from .insitu_lammps import parser, run_parallel
+    from .parallel import parser, run_parallel
 
     options = ["--model", args.model, "--threads", "1"]
     options += ["--cells", "5", "--repeat", "1"] if args.quick else ["--cells", "14", "--repeat", "3"]
@@ -102,11 +96,11 @@ def run_bench(args: argparse.Namespace) -> int:
 
     for name in progress(wanted, len(wanted), "lpfm bench", unit="section"):
         _log(f"lpfm bench: {name} ...")
-        start, load_before = time.time(), _load_average()
+        start, load_before = time.time(), load_average(2)
         section = RUNNERS[name](args)
         section["meta"] = {"wall_s": round(time.time() - start, 1),
                            "load_average_before": load_before,
-                           "load_average_after": _load_average(),
+                           "load_average_after": load_average(2),
                            "date": datetime.date.today().isoformat(),
                            "command": command_line(args) + f" --sections {name}"}
         results[name] = section

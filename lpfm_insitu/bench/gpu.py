@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
-import numpy as np
+from ..model.inference import PRECISIONS
+from .timing import best_time, in_model_units
 
 SIZES = (10_000, 100_000, 1_000_000)
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def no_cuda_reason() -> str | None:
@@ -34,15 +33,8 @@ def no_cuda_reason() -> str | None:
 
 
 def _best(fn, repeats: int, sync) -> float:
-    fn()  # warm-up: kernel selection, allocator growth
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    # one warm-up call: kernel selection, allocator growth
+    return best_time(fn, repeats, warmup=1, sync=sync)[0]
 
 
 def measure(model_name: str, n_atoms: int, precision: str, repeats: int = 3) -> dict:
@@ -56,11 +48,7 @@ def measure(model_name: str, n_atoms: int, precision: str, repeats: int = 3) -> 
     device = torch.device("cuda")
     sync = torch.cuda.synchronize
     model = load_model(model_name).to(device, precision)
-    atoms = crystal(n_atoms)
-    n = len(atoms)
-    scale = model.length_scale(atomic_volume=atoms.get_volume() / n)
-    positions, cell = atoms.positions * scale, np.asarray(atoms.cell) * scale
-    candidates = np.arange(len(model.phases))
+    positions, cell, n, candidates = in_model_units(model, crystal(n_atoms))
 
     def graph_of(p, cutoff=model.cutoff):  # on the GPU, as classify_atoms searches there
         return periodic_graph(p, cell, True, cutoff, device=model.graph_device())

@@ -1,7 +1,5 @@
-'''What classifying in situ costs a LAMMPS run, against LAMMPS' own ``compute cna/atom``.
-
-    python -m lpfm_insitu.bench.insitu_overhead --model default --steps 1000 --repeat 2 \
-        --json out.json
+'''``lpfm bench``'s insitu section: what classifying in situ costs a LAMMPS run, against
+LAMMPS' own ``compute cna/atom``.
 
 For each system (EAM Cu fcc, spline-MEAM Ti hcp, ~10^4 atoms, NVE from a lattice with
 velocities for ~600 K) the same run is launched three ways through ``mpirun``:
@@ -24,33 +22,33 @@ the fraction of atoms labelled, and the number of CNA evaluations inside the loo
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import re
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ..training.prototypes import BCC, FCC, HCP, OMEGA
+from .timing import load_average
 
 VARIANTS = ("plain", "lpfm", "cna")
 SKIN = 2.0  # the default neighbor skin of units metal: ghosts need reach + skin
 TEMPERATURE = 600.0
 SEED = 4928459
-COMMON_OPS = ("A_cF4_225_a", "A_hP2_194_c", "A_cI2_229_a", "A_hP3_191_ad")
+COMMON_OPS = (FCC, HCP, BCC, OMEGA)
 
 # CNA codes of compute cna/atom: 1 fcc, 2 hcp.
 SYSTEMS = {
     "cu_eam": dict(element="Cu", mass=63.546, structure="fcc", a=3.615, c_over_a=None,
                    pair_style="eam/alloy", potential="Cu_mishin1.eam.alloy",
-                   phase="A_cF4_225_a", cna_code=1),
+                   phase=FCC, cna_code=1),
     "ti_meam": dict(element="Ti", mass=47.867, structure="hcp", a=2.95, c_over_a=1.587,
                     pair_style="meam/spline", potential="Ti.meam.spline",
-                    phase="A_hP2_194_c", cna_code=2),
+                    phase=HCP, cna_code=2),
 }
 
 TEMPLATE = """\
@@ -293,13 +291,6 @@ def _summarise(runs: dict, n_atoms: int) -> dict:
     return out
 
 
-def _load() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
 def run_insitu_overhead(model: str = "default", systems=("cu_eam", "ti_meam"),
                         n_atoms_target: int = 10000, ranks: int = 2, steps: int = 1000,
                         every: int = 100, repeat: int = 2, denoise_steps: int = 0,
@@ -322,7 +313,7 @@ def run_insitu_overhead(model: str = "default", systems=("cu_eam", "ti_meam"),
                                   "step 0, in the run's setup, outside Loop time)",
                 "per_atom_cost": "extra wall seconds (median - plain median) / invocations / "
                                  f"all atoms, on {ranks} ranks",
-                "load_average_before": _load()}
+                "load_average_before": load_average(2)}
     started = time.time()
     result = {"systems": {}, "settings": settings}
     with tempfile.TemporaryDirectory(prefix="lpfm_insitu_overhead_") as tmp:
@@ -345,7 +336,7 @@ def run_insitu_overhead(model: str = "default", systems=("cu_eam", "ti_meam"),
                     log(f"insitu_overhead: {name} round {k + 1}/{repeat} {variant:5s} "
                         f"{run['n_atoms']} atoms {ranks} ranks {steps} steps: "
                         f"{run['wall_s']:.2f} s{extra} ({run['cpu_use_percent']}% CPU use, "
-                        f"load {_load()})")
+                        f"load {load_average(2)})")
             n_atoms = runs["plain"][0]["n_atoms"]
             figures = _summarise(runs, n_atoms)
             s = SYSTEMS[name]
@@ -364,37 +355,6 @@ def run_insitu_overhead(model: str = "default", systems=("cu_eam", "ti_meam"),
                 f"{figures['cna_us_per_atom_per_invocation']:.3f} us/atom")
             settings["lammps_version"] = runs["plain"][0]["lammps_version"]
             settings["example_command"] = runs["lpfm"][0]["command"]
-    settings["load_average_after"] = _load()
+    settings["load_average_after"] = load_average(2)
     settings["wall_s_total"] = round(time.time() - started, 1)
     return result
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="default", help="shipped model name or model file")
-    p.add_argument("--systems", nargs="+", default=["cu_eam", "ti_meam"], choices=sorted(SYSTEMS))
-    p.add_argument("--atoms", type=int, default=10000, help="target number of atoms")
-    p.add_argument("--ranks", type=int, default=2)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--every", type=int, default=100)
-    p.add_argument("--repeat", type=int, default=2)
-    p.add_argument("--denoise-steps", type=int, default=0)
-    p.add_argument("--workdir", help="keep every run's files here (default: temporary)")
-    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per LAMMPS run")
-    p.add_argument("--json", help="write the results here")
-    args = p.parse_args(argv)
-    result = run_insitu_overhead(args.model, systems=tuple(args.systems),
-                                 n_atoms_target=args.atoms, ranks=args.ranks, steps=args.steps,
-                                 every=args.every, repeat=args.repeat,
-                                 denoise_steps=args.denoise_steps, workdir=args.workdir,
-                                 timeout=args.timeout,
-                                 log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    text = json.dumps(result, indent=1)
-    if args.json:
-        Path(args.json).write_text(text)
-    print(text)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -22,8 +22,12 @@ import time
 
 import numpy as np
 
+from .timing import in_model_units, perturbed_crystal, timed_calls
+
 SIZES = (1_000, 10_000, 100_000)
-PRECISIONS = ("fp32", "bf16")
+#: The precisions the CPU rows measure, of ``model.inference.PRECISIONS``: fp16 is
+#: measured on a GPU, by ``bench.gpu``.
+CPU_PRECISIONS = ("fp32", "bf16")
 TASKS = ("classify", "denoise_step")
 LATTICE = 3.615
 
@@ -37,12 +41,11 @@ def _status_kib(field: str) -> int:
 
 
 def crystal(n_atoms: int, seed: int = 3):
+    """About ``n_atoms`` of perturbed FCC Cu (whole cubic cells)."""
     from ase.build import bulk
 
     cells = max(1, round((n_atoms / 4) ** (1 / 3)))
-    atoms = bulk("Cu", "fcc", a=LATTICE, cubic=True).repeat(cells)
-    atoms.positions += np.random.default_rng(seed).normal(0, 0.1, atoms.positions.shape)
-    return atoms
+    return perturbed_crystal(bulk("Cu", "fcc", a=LATTICE, cubic=True), cells, seed)
 
 
 def _prepared(model_name: str, n_atoms: int, threads: int, precision: str = "fp32"):
@@ -53,11 +56,7 @@ def _prepared(model_name: str, n_atoms: int, threads: int, precision: str = "fp3
 
     torch.set_num_threads(threads)
     model = load_model(model_name).to("cpu", precision)
-    atoms = crystal(n_atoms)
-    n = len(atoms)
-    scale = model.length_scale(atomic_volume=atoms.get_volume() / n)
-    return (model, atoms.positions * scale, np.asarray(atoms.cell) * scale, n,
-            np.arange(len(model.phases)))
+    return (model, *in_model_units(model, crystal(n_atoms)))
 
 
 def measure(model_name: str, n_atoms: int, precision: str, task: str, threads: int,
@@ -86,21 +85,19 @@ def measure(model_name: str, n_atoms: int, precision: str, task: str, threads: i
         graph_seconds.append(time.perf_counter() - start)
         return graph
 
-    times, graph_times = [], []
-    for k in range(repeats + 1):
+    def call():
         graph_seconds.clear()
-        start = time.perf_counter()
         # a classification's labels come from the averaged logits; a step needs no average
         model.evaluate(positions, n, graph_of, candidates, NoHalo(),
                        need_gradient=need_gradient, average=not need_gradient)
-        if k:  # the first call pays for one-off allocations and kernel selection
-            times.append(time.perf_counter() - start)
-            graph_times.append(sum(graph_seconds))
-    best = int(np.argmin(times))
+        return sum(graph_seconds)
+
+    # the warm-up call pays for one-off allocations and kernel selection
+    seconds, graph_time = min(timed_calls(call, repeats, warmup=1), key=lambda c: c[0])
     return {"n_atoms": n, "precision": precision, "task": task, "threads": threads,
             "convolution": convolution,
-            "us_per_atom": 1e6 * times[best] / n,
-            "graph_us_per_atom": 1e6 * graph_times[best] / n,
+            "us_per_atom": 1e6 * seconds / n,
+            "graph_us_per_atom": 1e6 * graph_time / n,
             "peak_kib_per_atom": (_status_kib("VmHWM") - baseline_kib) / n,
             "repeats": repeats}
 
@@ -146,7 +143,7 @@ def profile_forward(model_name: str, n_atoms: int, threads: int, repeats: int = 
             "us_per_atom": {name: 1e6 * value / n for name, value in best.items()}}
 
 
-def run_throughput(model: str = "default", sizes=SIZES, precisions=PRECISIONS, tasks=TASKS,
+def run_throughput(model: str = "default", sizes=SIZES, precisions=CPU_PRECISIONS, tasks=TASKS,
                    threads: int = 2, repeats: int = 3, timeout: float = 1800,
                    compare_e3nn_at: int | None = 10_000, profile_at: int | None = 10_000,
                    log=print) -> dict:
@@ -201,7 +198,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--atoms", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--precision", nargs="+", default=list(PRECISIONS))
+    parser.add_argument("--precision", nargs="+", default=list(CPU_PRECISIONS))
     parser.add_argument("--task", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)

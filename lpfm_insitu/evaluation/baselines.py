@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..training.prototypes import BCC, DIAMOND, FCC, HCP, HEX_DIAMOND, SC
 from .metrics import UNKNOWN
-
-FCC, BCC, HCP = "A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c"
-SC, DIAMOND, HEX_DIAMOND = "A_cP1_221_a", "A_cF8_227_a", "A_hP4_194_f"
 
 #: OVITO structure-type names -> AFLOW label (or a non-crystal name).
 PTM_TO_AFLOW = {

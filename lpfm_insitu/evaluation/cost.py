@@ -3,7 +3,8 @@
 A ~11,000-atom FCC crystal (Gaussian-perturbed, sigma 0.1 Å at the reference density) is
 timed in its parts: building the neighbour graph, the forward pass, and forward plus the
 gradient of log p (one denoising step also needs a fresh graph). The best of a few
-repeats is reported. bf16 autocast is compared with fp32 label by label.
+repeats is reported (timed as ``lpfm bench`` times, with ``bench.timing``). bf16 autocast
+is compared with fp32 label by label.
 """
 
 from __future__ import annotations
@@ -14,24 +15,9 @@ import time
 import numpy as np
 import torch
 
-from ..training.prototypes import build_prototype
+from ..bench.timing import best_time, in_model_units, load_average, perturbed_crystal
+from ..training.prototypes import FCC, build_prototype
 from .precision import bf16_call
-
-
-def load_average() -> list[float]:
-    try:
-        return [float(x) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
-def _best(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
 
 
 def run_cost(model, threads: int = 2, n_cells: int = 14, repeats: int = 3, seed: int = 3,
@@ -39,37 +25,31 @@ def run_cost(model, threads: int = 2, n_cells: int = 14, repeats: int = 3, seed:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        atoms = build_prototype("A_cF4_225_a", 15.0, primitive=False).repeat(n_cells)
-        atoms.positions += np.random.default_rng(seed).normal(0, 0.1, atoms.positions.shape)
-        n = len(atoms)
+        atoms = perturbed_crystal(build_prototype(FCC, 15.0, primitive=False), n_cells, seed)
         load_before = load_average()
-        phases = model.phases
-        cand = np.arange(len(phases))
-        scale = model.length_scale(atomic_volume=atoms.get_volume() / n)
-        pos = atoms.positions * scale
-        cell = np.asarray(atoms.cell) * scale
+        pos, cell, n, cand = in_model_units(model, atoms)
         from ..model.graph import periodic_graph
         from ..model.inference import NoHalo
 
         def graph_of(model_positions, cutoff=model.cutoff):
             return periodic_graph(model_positions, cell, True, cutoff)
 
-        t_graph, graph = _best(lambda: graph_of(pos), repeats)
-        t_fwd, (logits32, _) = _best(
+        t_graph, graph = best_time(lambda: graph_of(pos), repeats)
+        t_fwd, (logits32, _) = best_time(
             lambda: model.logits_and_gradient(pos, graph, n, cand, False), repeats)
-        t_grad, _ = _best(lambda: model.logits_and_gradient(pos, graph, n, cand, True), repeats)
-        t_average, _ = _best(lambda: model.average_over_neighbours(
+        t_grad, _ = best_time(lambda: model.logits_and_gradient(pos, graph, n, cand, True), repeats)
+        t_average, _ = best_time(lambda: model.average_over_neighbours(
             logits32, pos, n, graph_of, NoHalo(), network_graph=graph), repeats)
 
         # one timed call each (a new graph, the pass, the average for labels): what a
         # caller pays, including whatever one part leaves behind for the next (numpy's
         # spinning BLAS threads after the graph did, until blas_threads)
-        t_classification, _ = _best(lambda: model.evaluate(
+        t_classification, _ = best_time(lambda: model.evaluate(
             pos, n, graph_of, cand, NoHalo(), need_gradient=False, average=True), repeats)
-        t_step, _ = _best(lambda: model.evaluate(
+        t_step, _ = best_time(lambda: model.evaluate(
             pos, n, graph_of, cand, NoHalo(), need_gradient=True, average=False), repeats)
-        t_classify, classified32 = _best(lambda: model.classify_atoms(atoms), repeats)
-        t_one_step, _ = _best(lambda: model.classify_atoms(atoms, denoise_steps=1), 2)
+        t_classify, classified32 = best_time(lambda: model.classify_atoms(atoms), repeats)
+        t_one_step, _ = best_time(lambda: model.classify_atoms(atoms, denoise_steps=1), 2)
         start = time.perf_counter()
         (logits16, _), bf16_mode, bf16_error = bf16_call(
             model, lambda m: m.logits_and_gradient(pos, graph, n, cand, False))

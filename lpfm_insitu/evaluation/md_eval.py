@@ -13,12 +13,13 @@ import time
 
 import numpy as np
 
+from ..training.calibration import rejection_threshold
 from .baselines import acna_labels, diamond_labels, ptm_labels
 from .md_snapshots import DEFAULT_CACHE, snapshots
 from .md_templates import SYSTEMS
 from .precision import bf16_call
-from .metrics import (UNKNOWN, accuracy, confidence_of, crystalline_fraction, label_breakdown,
-                      labels_from_logits, rejection_threshold)
+from .metrics import (accuracy, confidence_of, crystalline_fraction, label_breakdown,
+                      labels_from_logits)
 
 STEPS = (0, 1, 8)
 LIQUID_QUANTILE = 0.95

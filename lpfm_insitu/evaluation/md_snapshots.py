@@ -10,14 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from .md_templates import SYSTEMS, MDSystem, potential_directory
+from .lammps_cache import build_entry, parse_thermo
+from .md_templates import CALIBRATION_CRYSTALS, CALIBRATION_LIQUIDS, MDSystem, potential_directory
 
 DEFAULT_CACHE = (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                  / "lpfm_insitu" / "md")
@@ -26,27 +24,6 @@ DEFAULT_CACHE = (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
 def cache_key(system: MDSystem, potential_dir: Path) -> str:
     text = system.render(potential_dir)
     return f"{system.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
-
-
-def parse_thermo(log_text: str) -> list[dict[str, float]]:
-    """Rows of every ``thermo`` block in a LAMMPS log."""
-    rows, header = [], None
-    for line in log_text.splitlines():
-        words = line.split()
-        if words[:2] == ["Step", "Temp"]:
-            header = words
-            continue
-        if header is not None:
-            try:
-                values = [float(w) for w in words]
-            except ValueError:
-                header = None
-                continue
-            if len(values) == len(header):
-                rows.append(dict(zip(header, values)))
-            else:
-                header = None
-    return rows
 
 
 def simulated_ps(system: MDSystem) -> float:
@@ -69,8 +46,6 @@ def snapshots(system: MDSystem, cache: str | Path = DEFAULT_CACHE, n_ranks: int 
     """The frames of ``system`` (from the cache, or made now) and their metadata."""
     from ase.io import read, write
 
-    from ..lammps.launch import run_lammps
-
     potential_dir = potential_directory()
     folder = Path(cache).expanduser() / cache_key(system, potential_dir)
     meta_path = folder / "meta.json"
@@ -79,17 +54,8 @@ def snapshots(system: MDSystem, cache: str | Path = DEFAULT_CACHE, n_ranks: int 
                                              "from_cache": True}
     log(f"  running LAMMPS for {system.name} ({system.n_atoms} atoms, "
         f"{simulated_ps(system):g} ps)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{system.name}-", dir=folder.parent))
-    try:
-        (work / "in.lammps").write_text(system.render(potential_dir))
-        start = time.time()
-        result = run_lammps("in.lammps", n_ranks, cwd=work)
-        wall = time.time() - start
-        log_text = (work / "log.lammps").read_text() if (work / "log.lammps").exists() else ""
-        if result.returncode != 0:
-            raise RuntimeError(f"LAMMPS failed for {system.name} (exit {result.returncode}):\n"
-                               f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+
+    def finish(work: Path, log_text: str, wall: float) -> dict:
         thermo = parse_thermo(log_text)
         last = [r for r in thermo[-max(3, len(thermo) // 4):]]
         for k in range(system.n_frames):
@@ -97,8 +63,10 @@ def snapshots(system: MDSystem, cache: str | Path = DEFAULT_CACHE, n_ranks: int 
             atoms.set_chemical_symbols([system.element] * len(atoms))
             atoms.wrap()
             write(str(work / f"frame_{k}.extxyz"), atoms, format="extxyz")
+        for junk in work.glob("frame_*.dump"):
+            junk.unlink()
         n = system.n_atoms
-        meta = {
+        return {
             "system": system.name, "description": system.description,
             "potential": system.potential, "pair_style": system.pair_style,
             "n_atoms": n, "n_frames": system.n_frames,
@@ -109,17 +77,19 @@ def snapshots(system: MDSystem, cache: str | Path = DEFAULT_CACHE, n_ranks: int 
             "simulated_ps": simulated_ps(system),
             "lammps_wall_s": wall, "ranks": n_ranks, "key": folder.name,
         }
-        (work / "meta.json").write_text(json.dumps(meta, indent=1))
-        for junk in work.glob("frame_*.dump"):
-            junk.unlink()
-        if folder.exists():
-            shutil.rmtree(folder)
-        work.rename(folder)  # complete entries only: a crash leaves a temp folder behind
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+
+    meta = build_entry(folder, system.name, system.render(potential_dir), n_ranks, finish)
     return load_frames(folder, system), {**meta, "from_cache": False}
 
 
-def all_snapshots(cache=DEFAULT_CACHE, n_ranks: int = 2, systems=SYSTEMS, log=print):
-    return {s.name: snapshots(s, cache, n_ranks, log) for s in systems}
+def calibration_hot_crystals(cache=DEFAULT_CACHE, log=print) -> tuple[list, list[str]]:
+    """``lpfm calibrate``'s hot crystals: (label, atoms) pairs, and their descriptions."""
+    hot = [(system.true_label, atoms) for system in CALIBRATION_CRYSTALS
+           for atoms in snapshots(system, cache, 2, log)[0]]
+    return hot, [s.description for s in CALIBRATION_CRYSTALS]
+
+
+def calibration_liquids(cache=DEFAULT_CACHE, log=print) -> tuple[list, list[str]]:
+    """``lpfm calibrate``'s liquids: one frame list per liquid, and their descriptions."""
+    liquids = [snapshots(s, cache, 2, log)[0] for s in CALIBRATION_LIQUIDS]
+    return liquids, [f"{s.name}: {s.description}" for s in CALIBRATION_LIQUIDS]

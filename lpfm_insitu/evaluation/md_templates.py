@@ -12,11 +12,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..training.prototypes import BCC, DIAMOND, FCC, HCP, HEX_DIAMOND, OMEGA
+
 #: Where Debian's ``lammps-data`` puts the potential files; ``LAMMPS_POTENTIALS`` overrides.
 DEFAULT_POTENTIAL_DIRS = ("/usr/share/lammps/potentials",)
-
-FCC, BCC, HCP, DIAMOND = "A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_cF8_227_a"
-OMEGA = "A_hP3_191_ad"
 
 TEMPLATE = """\
 # lpfm eval snapshot: {name} ({description})
@@ -116,7 +115,7 @@ class MDSystem:
             frames="".join(frames))
 
 
-SI_CANDIDATES = (DIAMOND, "A_hP4_194_f", "A_tI4_141_a", "A_cI16_206_c", "A_tP12_96_ab")
+SI_CANDIDATES = (DIAMOND, HEX_DIAMOND, "A_tI4_141_a", "A_cI16_206_c", "A_tP12_96_ab")
 
 SYSTEMS: tuple[MDSystem, ...] = (
     MDSystem("Cu_fcc_1200K", "FCC Cu, Mishin EAM (Tm ~1330 K), 1200 K", FCC, "Cu", 63.546,

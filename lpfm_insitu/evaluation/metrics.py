@@ -1,4 +1,4 @@
-"""Scoring helpers: labels from logits, accuracy, and the liquid-calibrated threshold.
+"""Scoring helpers: labels from logits, confidence, accuracy and label fractions.
 
 Labels are handled as strings (AFLOW labels, or ``UNKNOWN`` / another non-crystal name)
 so that LPFM, PTM and CNA answers compare directly.
@@ -9,8 +9,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-
-from ..training.calibration import rejection_threshold  # noqa: F401  (re-exported)
 
 UNKNOWN = "unknown"
 
@@ -61,16 +59,3 @@ def label_breakdown(predicted: Sequence[str], top: int = 3) -> list[tuple[str, f
     order = np.argsort(-counts, kind="stable")[:top]
     n = counts.sum()
     return [(str(values[k]), float(counts[k] / n)) for k in order]
-
-
-def calibrate_on_liquid(model, liquid_atoms, quantile: float = 0.95, denoise_steps: int = 0,
-                        candidates: Sequence[str] | None = None) -> float:
-    """Threshold that labels ``quantile`` of the liquid's atoms unknown after ``denoise_steps``.
-
-    ``liquid_atoms``: one ``ase.Atoms`` or a list of them (e.g. several MD frames). Use the
-    result as ``model.confidence_threshold`` to recalibrate a model on a real liquid.
-    """
-    frames = [liquid_atoms] if hasattr(liquid_atoms, "positions") else list(liquid_atoms)
-    confidences = [model.classify_atoms(atoms, denoise_steps=denoise_steps,
-                                        candidates=candidates).confidence for atoms in frames]
-    return rejection_threshold(confidences, quantile)

@@ -11,18 +11,11 @@ import time
 
 import numpy as np
 
-from ..training.prototypes import PROTOTYPES
+from ..training.prototypes import BCC, FCC, HCP, report_name
 from ..training.synthetic import ideal_supercell
+from .metrics import labels_from_logits
 from .paths import (SQRT2, bain_cell, burgers_cell, gaussian_perturbation, linear_fit,
                     mean_squared_displacement)
-
-FCC, BCC, HCP = "A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c"
-SHORT = {"A_cF4_225_a": "fcc", "A_cI2_229_a": "bcc", "A_hP2_194_c": "hcp",
-         "A_cF8_227_a": "diamond", "A_hP3_191_ad": "omega", "A_hP4_194_f": "lonsdaleite",
-         "A_cP1_221_a": "sc", "A_hP4_194_ac": "dhcp", "A_tI2_139_a": "bct(In)",
-         "A_hR3_166_ac": "Sm-type", "A_hP1_191_a": "simple hex", "A_cP8_223_ac": "A15"}
-SHORT.update({label: PROTOTYPES[label].name.split(" (")[0] for label in PROTOTYPES
-              if label not in SHORT})
 
 
 def _path_logits(model, cells):
@@ -59,7 +52,7 @@ def path_section(model, n_points: int = 21) -> dict:
     burgers = _path_logits(model, [burgers_cell(v) for v in x])
 
     def summary(coord, logits, start, end):
-        labels = [phases[k] for k in np.argmax(logits, axis=1)]
+        labels = labels_from_logits(logits, phases).tolist()
         return {"coordinate": coord.tolist(), "logits": logits.tolist(),
                 "argmax": labels, "start_label": labels[0], "end_label": labels[-1],
                 "crossing": _crossing(coord, logits, phases, start, end),
@@ -137,7 +130,7 @@ def plot_paths(section: dict, phases, path) -> None:
         for k in _top_phases(logits, phases, keep):
             name = phases[k]
             ax.plot(coord, logits[:, k], marker="o", ms=3,
-                    lw=2.2 if name in keep else 1.0, label=SHORT.get(name, name))
+                    lw=2.2 if name in keep else 1.0, label=report_name(name))
         if data["crossing"] is not None:
             ax.axvline(data["crossing"], color="grey", ls=":", lw=0.8)
         ax.set_xlabel(xlabel)
@@ -169,7 +162,7 @@ def plot_msd(section: dict, path) -> None:
                     label=f"fit, all σ: R² = {full['r2']:.3f}")
         ax.set_xlim(-0.01, 1.6 * msd.max())
         ax.set_xlabel("squared displacement from ideal sites (Å²): atom |Δr|², structure MSD")
-        ax.set_ylabel(f"logit of the correct class ({SHORT[label]})")
-        ax.set_title(SHORT[label])
+        ax.set_ylabel(f"logit of the correct class ({report_name(label)})")
+        ax.set_title(report_name(label))
         ax.legend(fontsize=7)
     save(fig, path)

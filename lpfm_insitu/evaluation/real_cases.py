@@ -12,16 +12,14 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .md_snapshots import DEFAULT_CACHE, parse_thermo
-from .md_templates import BCC, FCC, HCP, _hcp_lattice, potential_directory
+from ..training.prototypes import BCC, FCC, HCP, OMEGA
+from .lammps_cache import build_entry, parse_thermo
+from .md_snapshots import DEFAULT_CACHE
+from .md_templates import _hcp_lattice, potential_directory
 
-OMEGA = "A_hP3_191_ad"
 CANDIDATES = (FCC, BCC, HCP, OMEGA)
 
 #: Moderate temperature of the surface, particle, void and compression cases (K).
@@ -331,8 +329,6 @@ def case_frames(case: RealCase, cache: str | Path = DEFAULT_CACHE, n_ranks: int 
 def _cached_or_run(case, folder, potential_dir, n_ranks, log):
     from ase.io import read, write
 
-    from ..lammps.launch import run_lammps
-
     meta_path = folder / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -340,35 +336,22 @@ def _cached_or_run(case, folder, potential_dir, n_ranks, log):
             meta["zwall"] = _zwall((folder / "log.lammps").read_text())
         return load_case_frames(folder, case), {**meta, "from_cache": True}
     log(f"  running LAMMPS for {case.name} ({case.description})")
-    work = Path(tempfile.mkdtemp(prefix=f"{case.name}-", dir=folder.parent))
-    try:
-        (work / "in.lammps").write_text(_render(case, potential_dir))
-        start = time.time()
-        result = run_lammps("in.lammps", n_ranks, cwd=work)
-        wall = time.time() - start
-        log_text = (work / "log.lammps").read_text() if (work / "log.lammps").exists() else ""
-        if result.returncode != 0:
-            raise RuntimeError(f"LAMMPS failed for {case.name} (exit {result.returncode}):\n"
-                               f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+
+    def finish(work: Path, log_text: str, wall: float) -> dict:
         for name in case.frames:
             # the last frame of the file (the shock's dump also holds its first one)
             atoms = read(str(work / f"frame_{name}.dump"), index=-1, format="lammps-dump-text")
             atoms.set_chemical_symbols([case.material.element] * len(atoms))
             write(str(work / f"frame_{name}.extxyz"), atoms, format="extxyz")
+        for junk in [*work.glob("frame_*.dump"), *work.glob("*.restart"),
+                     *work.glob("*.lammpstrj")]:
+            junk.unlink()
         thermo = parse_thermo(log_text)
-        meta = {"case": case.name, "kind": case.kind, "description": case.description,
+        return {"case": case.name, "kind": case.kind, "description": case.description,
                 "potential": case.material.potential, "pair_style": case.material.pair_style,
                 "n_atoms": len(atoms), "frames": list(case.frames), "lammps_wall_s": wall,
                 "ranks": n_ranks, "key": folder.name,
                 "last_thermo": thermo[-1] if thermo else None, "zwall": _zwall(log_text)}
-        (work / "meta.json").write_text(json.dumps(meta, indent=1))
-        for junk in [*work.glob("frame_*.dump"), *work.glob("*.restart"),
-                     *work.glob("*.lammpstrj")]:
-            junk.unlink()
-        if folder.exists():
-            shutil.rmtree(folder)
-        work.rename(folder)  # complete entries only: a crash leaves a temp folder behind
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+
+    meta = build_entry(folder, case.name, _render(case, potential_dir), n_ranks, finish)
     return load_case_frames(folder, case), {**meta, "from_cache": False}

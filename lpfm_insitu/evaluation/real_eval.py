@@ -19,11 +19,12 @@ import time
 
 import numpy as np
 
+from ..training.prototypes import OMEGA
 from . import real_truth as truth
 from .baselines import acna_labels, ptm_labels
 from .md_snapshots import DEFAULT_CACHE
-from .metrics import label_breakdown
-from .real_cases import CANDIDATES, OMEGA, case_frames, default_cases
+from .metrics import label_breakdown, labels_from_logits
+from .real_cases import CANDIDATES, case_frames, default_cases
 
 STEPS = ("0", "8")
 INTERIOR_DEPTH = 5.0  # Å inside a surface or away from an interface
@@ -51,9 +52,8 @@ def classify(model, atoms, candidate_steps=("0",)) -> dict:
             if tag == "" and s == "8":
                 out["displacement"] = np.asarray(result.displacement)
             if tag == "_cand" and s == "0":
-                columns = [list(result.phases).index(c) for c in CANDIDATES]
-                best = np.argmax(np.asarray(result.logits)[:, columns], axis=1)
-                out["lpfm_cand_argmax_0"] = np.asarray(CANDIDATES, dtype=str)[best]
+                out["lpfm_cand_argmax_0"] = labels_from_logits(result.logits, result.phases,
+                                                               candidates=CANDIDATES)
     out["ptm_nocut"] = ptm_labels(atoms, 0.0)
     out["ptm_0.1"] = ptm_labels(atoms, 0.1)
     out["cna"] = acna_labels(atoms)

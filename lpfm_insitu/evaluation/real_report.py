@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .physics import SHORT
+from ..training.prototypes import OMEGA, report_name
 
 STEPS = ("0", "8")
 METHODS = ("lpfm_0", "lpfm_8", "lpfm_cand_0", "lpfm_cand_8", "ptm_nocut", "ptm_0.1", "cna")
@@ -17,10 +17,6 @@ COMMAND = "lpfm eval --model M --output DIR --sections real"
 
 def pct(x, digits=1) -> str:
     return "–" if x is None else f"{100 * x:.{digits}f}"
-
-
-def short(label: str) -> str:
-    return SHORT.get(label, label)
 
 
 def _table(header, rows) -> str:
@@ -104,9 +100,9 @@ def real_targets(results: dict) -> list[tuple[str, str, str, object]]:
         top = e["breakdown"]["lpfm_8"][0][0]
         rows.append((f"real systems: Ti ramp ({name}) final frame, majority label over all "
                      "phases, 0 / 8 steps", "omega",
-                     f"{short(e['breakdown']['lpfm_0'][0][0])} / {short(top)} "
+                     f"{report_name(e['breakdown']['lpfm_0'][0][0])} / {report_name(top)} "
                      f"(omega {pct(e['omega']['lpfm_0'])} / {pct(e['omega']['lpfm_8'])} %)",
-                     top == "A_hP3_191_ad"))
+                     top == OMEGA))
         value = e["omega"]["lpfm_cand_8"]
         rows.append((f"real systems: Ti ramp omega over the candidates, 8 steps (0 steps)",
                      "≥ 75 %", f"{pct(value)} % ({pct(e['omega']['lpfm_cand_0'])} %)",
@@ -131,7 +127,7 @@ def _method_table(first: str, rows_of, methods=METHODS) -> str:
 
 
 def _breakdown(pairs) -> str:
-    return "; ".join(f"{short(l)} {pct(f)}" for l, f in pairs) or "–"
+    return "; ".join(f"{report_name(l)} {pct(f)}" for l, f in pairs) or "–"
 
 
 def render_real(real: dict) -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .md_eval import METHOD_COLUMNS, STEPS
-from .physics import SHORT
+from ..training.prototypes import report_name
+from .md_eval import METHOD_COLUMNS
 from .real_report import real_targets, render_real
 
 TARGETS = {
@@ -231,10 +231,6 @@ def render(results: dict, out_dir: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
-def short(label) -> str:
-    return SHORT.get(label, label)
-
-
 def _synthetic(s) -> list[str]:
     steps = [str(x) for x in s["steps"]]
     rows = []
@@ -252,7 +248,7 @@ def _synthetic(s) -> list[str]:
         for sigma in sig:
             row += [pct(e[sigma]["accuracy"][steps[0]]), pct(e[sigma]["accuracy"][steps[-1]])]
         row += [f"{e[sig[-2]]['rmse_before']:.3f} → {e[sig[-2]]['rmse_after']:.3f}"]
-        row += ["; ".join(f"{short(l)} {pct(f, 0)}" for l, f in e[sig[k]].get("called", {}).get(
+        row += ["; ".join(f"{report_name(l)} {pct(f, 0)}" for l, f in e[sig[k]].get("called", {}).get(
             steps[j], []) if l != label) or "–" for k, j in ((0, 0), (1, 0), (1, -1))]
         per.append(row)
     per_header = ["prototype", "atoms/structure"]
@@ -280,7 +276,7 @@ def _physics(p) -> list[str]:
     fits = []
     for label, e in p["msd"].items():
         full = e.get("full_range_fit", {}).get("r2")
-        fits.append([short(label), f"{e['fit']['slope']:.2f}", f"{e['fit']['intercept']:.2f}",
+        fits.append([report_name(label), f"{e['fit']['slope']:.2f}", f"{e['fit']['intercept']:.2f}",
                      f"{e['fit']['r2']:.3f}", "–" if full is None else f"{full:.3f}",
                      f"{e['per_atom_fit']['r2']:.3f}"])
     sigmas = sorted({row["sigma"] for e in p["msd"].values() for row in e["structures"]})
@@ -288,7 +284,7 @@ def _physics(p) -> list[str]:
     sweep = []
     for label, e in p["msd"].items():
         by_sigma = {x: [r["accuracy"] for r in e["structures"] if r["sigma"] == x] for x in sigmas}
-        sweep.append([short(label)] + [pct(sum(v) / len(v)) if v else "–"
+        sweep.append([report_name(label)] + [pct(sum(v) / len(v)) if v else "–"
                                        for v in by_sigma.values()])
     return ["## 2. Physics of the order parameters", "",
             "**Transformation paths** (constant 15 Å³/atom; all atoms equivalent, mean logit "
@@ -298,10 +294,10 @@ def _physics(p) -> list[str]:
             "interpolated together from hcp (0) to bcc (1).", "",
             markdown_table(["path", "argmax at start", "argmax at end", "crossing of the end-point logits",
                     "max |2nd difference| / range"],
-                   [["Bain (c/a)", short(bain["start_label"]), short(bain["end_label"]),
+                   [["Bain (c/a)", report_name(bain["start_label"]), report_name(bain["end_label"]),
                      "none" if bain["crossing"] is None else f"c/a = {bain['crossing']:.3f}",
                      f"{bain['max_relative_second_difference']:.3f}"],
-                    ["Burgers (x)", short(burg["start_label"]), short(burg["end_label"]),
+                    ["Burgers (x)", report_name(burg["start_label"]), report_name(burg["end_label"]),
                      "none" if burg["crossing"] is None else f"x = {burg['crossing']:.3f}",
                      f"{burg['max_relative_second_difference']:.3f}"]]), "",
             "![logits along the Bain and Burgers paths](paths.png)", "",
@@ -326,7 +322,7 @@ def _md(m, model: dict) -> list[str]:
         info.append([name, md["potential"], md["n_atoms"], min(md["n_frames"], m["max_frames"]),
                      f"{md['mean_temperature_K']:.0f}", f"{md['atomic_volume_A3']:.2f}",
                      f"{md['simulated_ps']:g}",
-                     ", ".join(f"{short(l)} {pct(f)}"
+                     ", ".join(f"{report_name(l)} {pct(f)}"
                                for l, f in e["baselines"]["ptm_nocut"]["breakdown"][:2])])
     main = []
     for name, e in systems.items():
@@ -341,15 +337,15 @@ def _md(m, model: dict) -> list[str]:
     cand = []
     for name, e in systems.items():
         c = e["lpfm_candidates"]
-        cand.append([name, ", ".join(SHORT.get(x, x) for x in e["candidates"]),
+        cand.append([name, ", ".join(report_name(x) for x in e["candidates"]),
                      pct(c["0"]["model_threshold"]), pct(c["1"]["model_threshold"]),
                      pct(c["8"]["model_threshold"]), pct(e["lpfm"]["0"]["model_threshold"]),
                      pct(e["lpfm"]["8"]["model_threshold"])])
     errors = []
     for name, e in systems.items():
-        errors.append([name] + ["; ".join(f"{SHORT.get(l, l)} {pct(f)}" for l, f in
+        errors.append([name] + ["; ".join(f"{report_name(l)} {pct(f)}" for l, f in
                                           e["lpfm"][s]["breakdown"]) for s in ("0", "8")]
-                      + ["; ".join(f"{SHORT.get(l, l)} {pct(f)}" for l, f in
+                      + ["; ".join(f"{report_name(l)} {pct(f)}" for l, f in
                                    e["baselines"]["ptm_nocut"]["breakdown"])])
     bf = [[n, e["bf16"]["n_atoms"], pct(e["bf16"]["label_agreement_step0"], 2),
            pct(e["bf16"]["argmax_agreement_step0"], 2) if "argmax_agreement_step0" in e["bf16"]
@@ -378,8 +374,8 @@ def _md(m, model: dict) -> list[str]:
             + f" (stored: {step_thresholds_text(m)}; `lpfm calibrate` sets them on "
             "liquids of other elements, so this liquid Cu is held out: "
             f"{_calibration_liquids(model)}). "
-            "`calibrate_on_liquid(model, liquid_atoms, 0.95, "
-            "denoise_steps)` in `lpfm_insitu.evaluation.metrics` returns them. "
+            "`step_thresholds_on_liquid(model, liquid_frames, steps, 0.95)` in "
+            "`lpfm_insitu.training.calibration` returns them. "
             "Accuracy (%) — for the liquid: unknown fraction (%):", "",
             markdown_table(["system", "argmax, no threshold (0 / 1 / 8 steps)",
                     "stored threshold (0 / 1 / 8 steps)",
@@ -413,7 +409,7 @@ def _strain(s) -> list[str]:
                      f"{pct(r['ptm_nocut'])}"
                      for r in (e["strained"][mode][c] for c in compressions)]
             worst = e["strained"][mode][compressions[-1]]["0"]
-            wrong = ", ".join(f"{short(l)} {pct(f)}"
+            wrong = ", ".join(f"{report_name(l)} {pct(f)}"
                               for l, f in worst["wrong_labels"]) or "–"
             rows.append([name, mode] + cells + [wrong])
     header = (["crystal", "compression"]
@@ -440,7 +436,7 @@ def _strain_candidates(s) -> list[str]:
     rows = []
     for name, e in s["systems"].items():
         base = e["unstrained"]["candidates"]
-        rows.append([name, ", ".join(short(c) for c in e["candidates"]), "none",
+        rows.append([name, ", ".join(report_name(c) for c in e["candidates"]), "none",
                      f"{pct(base['0'])} / {pct(base['8'])}"] + [""] * (len(compressions) - 1))
         for mode in s["modes"]:
             rows.append([name, "", mode] + [

@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 
-from ..training.prototypes import PROTOTYPE_LABELS
 from ..training.synthetic import add_noise, ideal_supercell
 from .metrics import label_breakdown, labels_from_logits
 

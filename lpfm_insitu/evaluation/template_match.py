@@ -25,11 +25,10 @@ from ase import Atoms
 from ase.neighborlist import neighbor_list
 from scipy.optimize import linear_sum_assignment
 
-from ..training.prototypes import build_prototype
+from ..training.prototypes import BCC, FCC, HCP, OMEGA, build_prototype, common_name
 
 #: the phases the Ti alpha -> omega example compares, short names for reports
-DEFAULT_PHASES = {"A_hP2_194_c": "hcp", "A_hP3_191_ad": "omega", "A_cI2_229_a": "bcc",
-                  "A_cF4_225_a": "fcc"}
+DEFAULT_PHASES = {label: common_name(label) for label in (HCP, OMEGA, BCC, FCC)}
 
 
 @dataclass(frozen=True)

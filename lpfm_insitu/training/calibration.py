@@ -1,9 +1,12 @@
-"""Calibrating the confidence below which an atom is labelled ``unknown``.
+"""Calibrating a model: the unknown thresholds, the phase prior and the denoising step.
 
-No prototype describes a liquid, so the model is asked how confident it is on dense
-disordered packings (random positions pushed apart by a soft repulsion: liquid-like
-first-neighbour distances with no crystalline order). The threshold is the confidence
-that marks the requested fraction of those atoms unknown.
+No prototype describes a liquid, so the threshold below which an atom is labelled
+``unknown`` is the confidence that marks the requested fraction of a liquid's atoms
+unknown (:func:`step_thresholds_on_liquid`, the one place that rule is applied to a
+model). Right after training the liquid is a dense disordered packing (random positions
+pushed apart by a soft repulsion: liquid-like first-neighbour distances with no
+crystalline order); ``lpfm calibrate`` then uses LAMMPS liquids, and chooses the phase
+prior and the denoising step size. Every structure is passed in: this module runs no MD.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from ase import Atoms
 
 from ..model.graph import periodic_graph
 from ..model.inference import REFERENCE_ATOMIC_VOLUME, REFERENCE_NN_DISTANCE
+from .prototypes import BCC, DIAMOND, FCC, HCP
 
 
 def disordered_packing(n_atoms: int, rng: np.random.Generator,
@@ -39,14 +43,12 @@ def disordered_packing(n_atoms: int, rng: np.random.Generator,
 
 def calibrate_threshold(model, quantile: float = 0.95, *, n_structures: int = 4,
                         n_atoms: int = 250, seed: int = 0, denoise_steps: int = 0) -> float:
-    """Confidence below which ``quantile`` of disordered atoms fall."""
+    """The threshold that marks ``quantile`` of disordered-packing atoms unknown (the
+    threshold a model gets at the end of training, before ``lpfm calibrate``)."""
     rng = np.random.default_rng([seed, 7919])
-    confidences = []
-    for _ in range(n_structures):
-        atoms = disordered_packing(n_atoms, rng)
-        result = model.classify_atoms(atoms, denoise_steps=denoise_steps)
-        confidences.append(result.confidence)
-    return float(np.quantile(np.concatenate(confidences), quantile))
+    packings = [disordered_packing(n_atoms, rng) for _ in range(n_structures)]
+    return step_thresholds_on_liquid(model, packings, steps=(denoise_steps,),
+                                     quantile=quantile)[denoise_steps]
 
 
 def rejection_threshold(confidences, quantile: float) -> float:
@@ -90,7 +92,7 @@ def validation_structures(model, sigmas=VALIDATION_SIGMAS, target_atoms: int = 1
 
 #: The lattices nearly every element crystallises in at ambient conditions (and the ones
 #: PTM and CNA know): the phase prior leaves them at 0 and lowers every other prototype.
-COMMON_PHASES = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_cF8_227_a")
+COMMON_PHASES = (FCC, BCC, HCP, DIAMOND)
 PRIOR_STRENGTHS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 
 
@@ -279,14 +281,22 @@ def _progress(items, what: str):
 
 
 def step_thresholds_on_liquid(model, liquid_frames, steps=(0, 1, 2, 4, 8),
-                              quantile: float = 0.95) -> dict[int, float]:
-    """Per denoising-step thresholds that leave ``quantile`` of a liquid's atoms unknown."""
+                              quantile: float = 0.95,
+                              candidates=None) -> dict[int, float]:
+    """Per denoising-step thresholds that leave ``quantile`` of a liquid's atoms unknown.
+
+    ``liquid_frames``: ``ase.Atoms`` of one liquid (e.g. several MD frames). The
+    confidence is the largest logit over ``candidates`` (default: every phase), as
+    ``classify_atoms`` reads it with those candidates.
+    """
+    columns = model.candidate_indices(candidates)
     confidences = {k: [] for k in steps}
     for atoms in _progress(liquid_frames, "liquid frames"):
-        result = model.classify_atoms(atoms, denoise_steps=max(steps), keep_history=True)
+        result = model.classify_atoms(atoms, denoise_steps=max(steps), keep_history=True,
+                                      candidates=candidates)
         for record in result.history:
             if record["step"] in confidences:
-                confidences[record["step"]].append(np.max(record["logits"], axis=1))
+                confidences[record["step"]].append(np.max(record["logits"][:, columns], axis=1))
     return {k: rejection_threshold(confidences[k], quantile) for k in steps}
 
 
@@ -302,6 +312,18 @@ def step_thresholds_on_liquids(model, liquids, steps=(0, 1, 2, 4, 8),
         raise ValueError("no liquid to calibrate the unknown thresholds on")
     per_liquid = [step_thresholds_on_liquid(model, frames, steps, quantile) for frames in liquids]
     return {k: max(t[k] for t in per_liquid) for k in steps}
+
+
+def set_liquid_thresholds(model, liquids, quantile: float, source, log=print) -> dict:
+    """Set ``model``'s per-step unknown thresholds from ``liquids`` (one frame list per
+    liquid, described by ``source``); the record of what was done."""
+    thresholds = step_thresholds_on_liquids(model, liquids, quantile=quantile)
+    model.step_thresholds = thresholds
+    model.confidence_threshold = thresholds[0]
+    log("  unknown thresholds by denoising steps: "
+        + ", ".join(f"{k}: {v:.3f}" for k, v in thresholds.items()))
+    return {"liquid": list(source), "quantile": quantile,
+            "per_step": {str(k): v for k, v in thresholds.items()}}
 
 
 def register_command(subparsers) -> None:
@@ -354,13 +376,11 @@ def _calibrate(args) -> int:
     record["averaging_radius"] = model.averaging_radius
     hot = None
     if args.prior_strength == "auto":
-        from ..evaluation.md_snapshots import DEFAULT_CACHE, snapshots
-        from ..evaluation.md_templates import CALIBRATION_CRYSTALS
+        from ..evaluation.md_snapshots import calibration_hot_crystals
 
-        hot = [(system.true_label, atoms) for system in CALIBRATION_CRYSTALS
-               for atoms in snapshots(system, DEFAULT_CACHE, 2, log)[0]]
+        hot, described = calibration_hot_crystals(log=log)
         record["prior"] = tune_phase_prior(model, hot, log=log)
-        record["prior"]["hot_crystals"] = [s.description for s in CALIBRATION_CRYSTALS]
+        record["prior"]["hot_crystals"] = described
     elif args.prior_strength != "keep":
         try:
             strength = float(args.prior_strength)
@@ -377,18 +397,10 @@ def _calibrate(args) -> int:
         liquids = [read(name, index=":") for name in args.liquid]
         source = [str(name) for name in args.liquid]
     else:
-        from ..evaluation.md_snapshots import DEFAULT_CACHE, snapshots
-        from ..evaluation.md_templates import CALIBRATION_LIQUIDS
+        from ..evaluation.md_snapshots import calibration_liquids
 
-        liquids = [snapshots(s, DEFAULT_CACHE, 2, log)[0] for s in CALIBRATION_LIQUIDS]
-        source = [f"{s.name}: {s.description}" for s in CALIBRATION_LIQUIDS]
-    thresholds = step_thresholds_on_liquids(model, liquids, quantile=args.quantile)
-    model.step_thresholds = thresholds
-    model.confidence_threshold = thresholds[0]
-    record["thresholds"] = {"liquid": source, "quantile": args.quantile,
-                            "per_step": {str(k): v for k, v in thresholds.items()}}
-    log("  unknown thresholds by denoising steps: "
-        + ", ".join(f"{k}: {v:.3f}" for k, v in thresholds.items()))
+        liquids, source = calibration_liquids(log=log)
+    record["thresholds"] = set_liquid_thresholds(model, liquids, args.quantile, source, log)
     training = dict(model.metadata.get("training", {}))
     training["calibration"] = record
     metadata = {k: v for k, v in model.metadata.items()

@@ -31,8 +31,10 @@ __all__ = [
     "PROTOTYPES",
     "PROTOTYPE_LABELS",
     "COMMON_NAMES",
+    "FCC", "BCC", "HCP", "DIAMOND", "OMEGA", "SC", "HEX_DIAMOND",
     "build_prototype",
     "common_name",
+    "report_name",
     "display_names",
     "resolve_phase",
     "resolve_phases",
@@ -173,6 +175,12 @@ PROTOTYPES: dict[str, Prototype] = {p.label: p for p in _PROTOTYPE_LIST}
 
 assert len(PROTOTYPES) == len(_PROTOTYPE_LIST), "duplicate prototype label"
 
+#: The labels code names directly: the common metals' lattices, and the lattices that
+#: the conventional methods (PTM, CNA, the diamond identifier) and the Ti example know.
+FCC, BCC, HCP = "A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c"
+DIAMOND, HEX_DIAMOND = "A_cF8_227_a", "A_hP4_194_f"
+OMEGA, SC = "A_hP3_191_ad", "A_cP1_221_a"
+
 
 #: The short name a user knows each prototype by (shown in plots, summaries, thermo
 #: variables and OVITO output), then other names accepted for it.  Names are matched
@@ -230,6 +238,17 @@ assert set(_NAMES) == set(PROTOTYPES), "every prototype needs a common name"
 def common_name(label: str) -> str:
     """The short common name of an AFLOW label ("fcc"); other labels come back as they are."""
     return COMMON_NAMES.get(str(label), str(label))
+
+
+#: Where the evaluation reports' tables and figures name a prototype otherwise than by its
+#: common name: the names earlier reports printed, kept so that reports stay comparable.
+_REPORT_NAMES = {"A_tI2_139_a": "bct(In)", "A_hR3_166_ac": "Sm-type",
+                 "A_hP1_191_a": "simple hex", "A_hR2_166_c": "A7", "A_hP3_152_a": "trigonal Se"}
+
+
+def report_name(label: str) -> str:
+    """The name the evaluation reports print for a label (other labels as they are)."""
+    return _REPORT_NAMES.get(str(label), common_name(label))
 
 
 def display_names(labels) -> list[str]:

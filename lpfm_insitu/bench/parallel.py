@@ -1,8 +1,8 @@
-"""Benchmark of the in-situ adapter: what an invocation costs beyond the model itself.
+"""``lpfm bench``'s parallel section: what an in-situ invocation costs beyond the model
+itself, on 1 and 2 ranks.
 
-    python -m lpfm_insitu.bench.insitu_lammps --model PATH [--cells 8] [--repeat 3]
-
-runs (through ``mpirun``, with the ``lammps`` Python module, a hot-ish fcc Cu crystal):
+``run_parallel`` runs this module's workers (through ``mpirun``, with the ``lammps``
+Python module, a hot-ish fcc Cu crystal: the in-situ overhead benchmark's Cu) for:
 
 1. one in-situ invocation (``InsituClassifier.invoke``: gather, id-keyed halo plan, ghost
    coverage check, model, write-back) against the bare model call the adapter makes on
@@ -30,25 +30,27 @@ from pathlib import Path
 
 import numpy as np
 
+from .insitu_overhead import SKIN, SYSTEMS, model_needs
+
+CU = SYSTEMS["cu_eam"]
 SYSTEM = """
 units           metal
 atom_style      atomic
 processors      {grid}
-lattice         fcc 3.615
+lattice         fcc %(a)s
 region          box block 0 {nx} 0 {ny} 0 {nz}
 create_box      1 box
 create_atoms    1 box
-mass            1 63.546
+mass            1 %(mass)s
 reset_atom_ids  sort yes
 displace_atoms  all random 0.1 0.1 0.1 4711 units box
 pair_style      zero 2.0
 pair_coeff      * *
 comm_modify     cutoff {cutoff}
 fix             lpfm all property/atom i_lpfm_phase d_lpfm_conf d2_lpfm_op {n_ops} ghost no
-"""
+""" % CU
 
-CU_ATOMIC_VOLUME = 3.615 ** 3 / 4
-SKIN = 2.0
+CU_ATOMIC_VOLUME = CU["a"] ** 3 / 4
 WARMUP = 2  # torch's first two calls on new shapes are several times slower
 
 
@@ -60,14 +62,6 @@ def _lammps(**fmt):
     return lmp
 
 
-def _model_reach(model_path):
-    from ..lammps.insitu import InsituClassifier, InsituSettings
-
-    clf = InsituClassifier(InsituSettings(model=model_path, verbose=False))
-    scale = clf.model.length_scale(atomic_volume=CU_ATOMIC_VOLUME)
-    return clf, scale, clf.required_ghost_reach(scale)
-
-
 def worker_timing(args) -> dict:
     from mpi4py import MPI
 
@@ -76,12 +70,12 @@ def worker_timing(args) -> dict:
     from ..lammps.insitu import configure
 
     comm = MPI.COMM_WORLD
-    _, scale, reach = _model_reach(args.model)
+    reach = model_needs(args.model, CU_ATOMIC_VOLUME, 0)["reach"]
     cutoff = reach + SKIN
-    n_phases = None
     lpfm = configure(model=args.model, fix="lpfm", every=1, ops="all", verbose=False,
                      device=args.device, precision=args.precision)
     clf = lpfm.classifier
+    scale = clf.model.length_scale(atomic_volume=CU_ATOMIC_VOLUME)
     n_phases = len(clf.phases)
     lmp = _lammps(grid="* * *", nx=args.cells, ny=args.cells, nz=args.cells, cutoff=cutoff,
                   n_ops=n_phases)
@@ -150,7 +144,7 @@ def worker_ghosts(args) -> dict:
 
     comm = MPI.COMM_WORLD
     size = comm.Get_size()
-    _, scale, reach = _model_reach(args.model)
+    reach = model_needs(args.model, CU_ATOMIC_VOLUME, 0)["reach"]
     cutoff = reach + SKIN
     density = 1.0 / CU_ATOMIC_VOLUME
     rows = []
@@ -180,7 +174,7 @@ def worker_ghosts(args) -> dict:
 def _run_worker(mode, n_ranks, args, out_path) -> dict:
     from ..lammps.launch import lammps_environment, mpirun_prefix
 
-    cmd = mpirun_prefix(n_ranks) + [sys.executable, "-m", "lpfm_insitu.bench.insitu_lammps",
+    cmd = mpirun_prefix(n_ranks) + [sys.executable, "-m", "lpfm_insitu.bench.parallel",
                                      "--worker", mode, "--out", str(out_path),
                                      "--model", args.model, "--cells", str(args.cells),
                                      "--repeat", str(args.repeat), "--device", args.device,
@@ -219,48 +213,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
+    """The worker side: ``lpfm bench`` (``run_parallel``) starts this under ``mpirun``."""
     args = parser().parse_args(argv)
+    from mpi4py import MPI
 
-    if args.worker:
-        from mpi4py import MPI
-
-        result = worker_timing(args) if args.worker == "timing" else worker_ghosts(args)
-        if MPI.COMM_WORLD.Get_rank() == 0:
-            Path(args.out).write_text(json.dumps(result))
-        return
-
-    result = run_parallel(args)
-    timing = {int(n): t for n, t in result["timing"].items()}
-    ghosts = result["ghosts"]
-    print(f"lpfm_insitu in-situ benchmark: model {args.model!r}, fcc Cu {4 * args.cells ** 3} "
-          f"atoms, model reach {ghosts['reach']:.2f} A, comm cutoff {ghosts['cutoff']:.2f} A, "
-          f"{args.threads} thread(s) per rank, median of {args.repeat}, slowest rank")
-    print("\n1. one invocation vs the bare model call on the same atoms (seconds)")
-    head = ("ranks", "owned/rank", "ghost/rank (used by model)", "invoke", "(model in invoke)", "bare model call",
-            "overhead", "gather", "halo plan", "ghost check", "write", "graph (in model call)")
-    print("  " + " | ".join(head))
-    for n, t in timing.items():
-        overhead = (t["total"] - t["direct"]) / t["direct"]
-        print("  " + " | ".join([
-            str(n), str(max(t["n_local"])),
-            f"{max(t['n_ghost'])} ({0 if n == 1 else max(t['n_ghost_used'])}"
-            + (": periodic cell)" if n == 1 else ")"),
-            f"{t['total']:.3f}", f"({t['model']:.3f})", f"{t['direct']:.3f}",
-            f"{100 * overhead:+.1f}%",
-            f"{t['gather']:.4f}", f"{t['halo_plan']:.4f}", f"{t['ghost_check']:.4f}",
-            f"{t['write']:.4f}", f"{t['graph_open']:.4f}"]))
-    print(f"\n2. ghost atoms per owned atom, comm cutoff {ghosts['cutoff']:.2f} A = reach "
-          f"{ghosts['reach']:.2f} + skin {SKIN:g} ({ghosts['ranks']} ranks, subdomains ~cubic)")
-    print("  atoms/rank | LAMMPS ghosts/owned | model-evaluated ghosts/owned (within reach) | "
-          "ideal cube: cutoff, reach")
-    for row in ghosts["rows"]:
-        print(f"  {row['per_rank']:>10} | {row['ratio']:.2f} | {row['used']:.2f} | "
-              f"{row['cubic_cutoff']:.2f}, {row['cubic_reach']:.2f}   (owned, ghosts, used "
-              f"per rank: {row['counts']})")
-    if 1 in timing and 2 in timing:
-        t1, t2 = timing[1]["total"], timing[2]["total"]
-        print(f"\n3. invocation wall time: 1 rank {t1:.3f} s, 2 ranks {t2:.3f} s, "
-              f"speed-up {t1 / t2:.2f}x")
+    result = worker_timing(args) if args.worker == "timing" else worker_ghosts(args)
+    if MPI.COMM_WORLD.Get_rank() == 0:
+        Path(args.out).write_text(json.dumps(result))
 
 
 if __name__ == "__main__":
