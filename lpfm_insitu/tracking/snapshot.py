@@ -22,7 +22,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import h5py
 import numpy as np
