@@ -97,6 +97,8 @@ def test_fractions_sum_to_one_and_match_the_dumped_labels(toggle_run):
     assert data["step"].tolist() == list(range(EVERY, 61, EVERY))
     np.testing.assert_allclose(data["fractions"].sum(axis=1), 1.0, rtol=0, atol=1e-12)
     assert (data["n_atoms"] == 256).all()
+    # read when the series opens: the unit style is known from the first invocation on
+    assert data["attrs"]["units"] == "metal"
     assert sorted(toggle_run.frames) == data["step"].tolist()
     varied = 0
     for row, step in enumerate(data["step"]):

@@ -146,7 +146,8 @@ def track(classifier, *, h5: str = "track.h5", profile_axis: str | None = None,
         profile_range=profile_range, triggers=triggers, cooldown=cooldown,
         max_checkpoints=max_checkpoints, snapshot_dir=snapshot_dir, attrs=attrs,
         time_origin=time_origin, verbose=verbose)
-    tracker = Tracker(clf.phases, options, attributes=classifier_attributes(clf),
+    # the attributes are read when the series opens: the unit style is known only then
+    tracker = Tracker(clf.phases, options, attributes=lambda: classifier_attributes(clf),
                       prefix=prefix, restart_name=restart_name, snapshot_name=snapshot_name,
                       velocities=velocities)
     namespace = sys.modules["__main__"].__dict__
@@ -190,7 +191,7 @@ class Tracker:
     """A :class:`PhaseTracker` in a LAMMPS run: its python-style variables, the checkpoint
     flag, the per-atom snapshot; called as ``tracker(frame)`` on every rank."""
 
-    def __init__(self, phases, options: TrackingOptions, *, attributes: dict | None = None,
+    def __init__(self, phases, options: TrackingOptions, *, attributes=None,
                  prefix: str = "lpfm", restart_name: str = "restart.{step}",
                  snapshot_name: str = "snapshot.{step}.h5", velocities: bool = True):
         self.phases = tuple(phases)

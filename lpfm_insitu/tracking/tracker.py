@@ -76,22 +76,25 @@ class PhaseTracker:
 
     phases: the model's phases (labels index them).
     options: a :class:`TrackingOptions` (checked here; ValueError if wrong).
-    attributes: the host's attributes for the time series (model, settings, ...); the
-        tracking options are added unless ``describe_options`` is false, and
-        ``options.attrs`` last.
+    attributes: the host's attributes for the time series (model, settings, ...), or a
+        function that gives them when the first frame comes (LAMMPS' unit style is
+        known only then); the tracking options are added unless ``describe_options``
+        is false, and ``options.attrs`` last.
     checkpoint: the host's :data:`CheckpointWriter` (None: triggers are only recorded).
     log: where rank 0 says what happens (None: silent, and file warnings are Python
         warnings).
     """
 
-    def __init__(self, phases, options: TrackingOptions, *, attributes: dict | None = None,
+    def __init__(self, phases, options: TrackingOptions, *,
+                 attributes: dict | Callable[[], dict] | None = None,
                  checkpoint: CheckpointWriter | None = None,
                  log: Callable[[str], None] | None = None, describe_options: bool = True):
         self.phases = tuple(phases)
         self.options = options.checked()
         self.trigger = self.options.trigger(self.phases)
-        described = self.options.attributes(self.trigger) if describe_options else {}
-        self.attributes = {**(attributes or {}), **described, **self.options.attrs}
+        self._host_attributes = attributes
+        self._describe_options = describe_options
+        self.attributes: dict = {}  # of the time series, known when it opens
         self.checkpoint = checkpoint
         self.log = log
 
@@ -199,6 +202,10 @@ class PhaseTracker:
         root_call(self.comm, lambda: os.makedirs(folder, exist_ok=True), f"creating {folder}")
         history = root_call(self.comm, lambda: read_history(h5, self.phases, step),
                             f"reading {h5}")
+        host = self._host_attributes
+        described = self.options.attributes(self.trigger) if self._describe_options else {}
+        self.attributes = {**((host() if callable(host) else host) or {}), **described,
+                           **self.options.attrs}
         with warnings.catch_warnings(record=self.log is not None) as caught:
             if self.log is not None:
                 warnings.simplefilter("always")
