@@ -189,7 +189,11 @@ def classifier_attributes(clf) -> dict[str, Any]:
 
 class Tracker:
     """A :class:`PhaseTracker` in a LAMMPS run: its python-style variables, the checkpoint
-    flag, the per-atom snapshot; called as ``tracker(frame)`` on every rank."""
+    flag, the per-atom snapshot; called as ``tracker(frame)`` on every rank.
+
+    ``attributes`` (a dict, or a function giving one when the series opens) describe the
+    classifier; the other keywords are those of :func:`track`.
+    """
 
     def __init__(self, phases, options: TrackingOptions, *, attributes=None,
                  prefix: str = "lpfm", restart_name: str = "restart.{step}",

@@ -60,9 +60,9 @@ def track_frames(model, frames, output: str | Path, *, denoise_steps: int = 0,
         # a plain `lpfm track` file keeps the attributes of earlier versions
         tracker = PhaseTracker(model.phases, options, attributes=base, checkpoint=write_frame,
                                describe_options=bool(triggers))
-    except LPFMError:
-        raise
-    except ValueError as exc:
+    except ValueError as exc:  # a bad rule or option: one line from `lpfm`
+        if isinstance(exc, LPFMError):
+            raise
         raise LPFMError(f"lpfm track: {exc}") from None
     try:
         for k, atoms in enumerate(progress(frames, len(frames), "track", quiet)):
