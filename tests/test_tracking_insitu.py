@@ -97,6 +97,8 @@ def test_fractions_sum_to_one_and_match_the_dumped_labels(toggle_run):
     assert data["step"].tolist() == list(range(EVERY, 61, EVERY))
     np.testing.assert_allclose(data["fractions"].sum(axis=1), 1.0, rtol=0, atol=1e-12)
     assert (data["n_atoms"] == 256).all()
+    # read when the series opens: the unit style is known from the first invocation on
+    assert data["attrs"]["units"] == "metal"
     assert sorted(toggle_run.frames) == data["step"].tolist()
     varied = 0
     for row, step in enumerate(data["step"]):
@@ -379,51 +381,52 @@ def reference_firings_conf(data, cooldown, max_checkpoints, below):
 
 # --- the restart logic itself, in process: cooldown and maximum across restarts ---------
 
-class _Stub:
-    """Enough of an InsituClassifier for a Tracker."""
-
-    def __init__(self, phases):
-        from types import SimpleNamespace
-
-        from lpfm_insitu.lammps.insitu import InsituSettings
-
-        self.phases = tuple(phases)
-        self.settings = InsituSettings(model="stub", every=10)
-        self.model = SimpleNamespace(metadata={"path": "stub.safetensors", "name": "stub"},
-                                     confidence_threshold=0.0, threshold_for=lambda steps: 0.0)
-        self.model_name = "stub"
+PHASES_AB = ("A", "B")
 
 
-def _frame(step, labels, phases):
+def _options(folder, **kw):
+    from lpfm_insitu.tracking.options import TrackingOptions
+
+    options = dict(h5=str(folder / "t.h5"), profile_axis="x", profile_bins=3,
+                   triggers="appear:B>0.5", cooldown=30, max_checkpoints=2,
+                   snapshot_dir=str(folder / "ck"), verbose=False)
+    options.update(kw)
+    return TrackingOptions(**options)
+
+
+def _answers(labels):
+    """Per-atom answers for ``labels``: confidence 1, each atom's own logit 1."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    logits = np.zeros((n, len(PHASES_AB)))
+    logits[np.arange(n), np.maximum(labels, 0)] = 1.0
+    positions = np.column_stack([np.linspace(0, 9, n), np.zeros(n), np.zeros(n)])
+    return labels, np.ones(n), logits, positions
+
+
+def _tracked(step, labels):
+    from lpfm_insitu.tracking.tracker import TrackedFrame
+
+    labels, confidence, ops, positions = _answers(labels)
+    return TrackedFrame(step=step, time=0.001 * step, labels=labels, confidence=confidence,
+                        ops=ops, positions=positions, box_lo=np.zeros(3),
+                        box_hi=np.full(3, 10.0))
+
+
+def _insitu_frame(step, labels):
     from types import SimpleNamespace
 
     from lpfm_insitu.lammps.hooks import InsituFrame
 
-    labels = np.asarray(labels, dtype=np.int64)
+    labels, confidence, ops, positions = _answers(labels)
     n = len(labels)
-    logits = np.zeros((n, len(phases)))
-    logits[np.arange(n), np.maximum(labels, 0)] = 1.0
-    result = SimpleNamespace(labels=labels, confidence=np.ones(n), logits=logits)
-    return InsituFrame(lmp=None, comm=None, step=step, time=0.001 * step, phases=tuple(phases),
-                       op_indices=np.arange(len(phases)), local_index=np.arange(n),
+    result = SimpleNamespace(labels=labels, confidence=confidence, logits=ops)
+    return InsituFrame(lmp=None, comm=None, step=step, time=0.001 * step, phases=PHASES_AB,
+                       op_indices=np.arange(len(PHASES_AB)), local_index=np.arange(n),
                        ids=np.arange(1, n + 1), types=np.ones(n, dtype=int),
-                       positions=np.column_stack([np.linspace(0, 9, n), np.zeros(n), np.zeros(n)]),
-                       result=result, length_scale=1.0, box_lo=np.zeros(3),
-                       box_hi=np.full(3, 10.0), tilts=(0.0, 0.0, 0.0),
+                       positions=positions, result=result, length_scale=1.0,
+                       box_lo=np.zeros(3), box_hi=np.full(3, 10.0), tilts=(0.0, 0.0, 0.0),
                        periodic=(True, True, True), n_ghost=0, invocation=0)
-
-
-def _tracker(tmp_path, prefix, **kw):
-    from lpfm_insitu.lammps import tracking
-
-    phases = ("A", "B")
-    options = dict(h5=str(tmp_path / "t.h5"), profile_axis="x", profile_bins=3,
-                   triggers="appear:B>0.5", cooldown=30, max_checkpoints=2,
-                   snapshot_dir=str(tmp_path / "ck"), velocities=False, prefix=prefix,
-                   verbose=False)
-    options.update(kw)
-    tracker = tracking.track(_Stub(phases), **options)
-    return tracker, phases
 
 
 def _labels(step):
@@ -432,50 +435,77 @@ def _labels(step):
     return [1] * 8 + [0] * 2 if on else [0] * 8 + [1] * 2
 
 
-@pytest.fixture
-def fresh_prefixes():
-    from lpfm_insitu.lammps import tracking
-
-    known = set(tracking._PREFIXES)
-    yield
-    for prefix in set(tracking._PREFIXES) - known:
-        tracking._PREFIXES.pop(prefix)
+def _frame_files(frame, event):
+    """A host's checkpoint: says which file it would write for this frame."""
+    assert event.step == frame.step and event.description.startswith("appear:B>0.5")
+    return [f"frame.{event.step}"]
 
 
-def test_trigger_state_survives_restarts_in_process(tmp_path, fresh_prefixes):
+def test_trigger_state_survives_restarts_in_process(tmp_path):
     from lpfm_insitu.tracking.timeseries import read_time_series
+    from lpfm_insitu.tracking.tracker import PhaseTracker
 
-    ns: dict = {}
-    full, phases = _tracker(tmp_path / "full", "t_full")
-    full.publish(ns)
+    full = PhaseTracker(PHASES_AB, _options(tmp_path / "full", snapshot_dir="ck"),
+                        checkpoint=_frame_files)
     for step in range(10, 131, 10):
-        full(_frame(step, _labels(step), phases))
+        full(_tracked(step, _labels(step)))
     full.close()
     ref = read_time_series(tmp_path / "full" / "t.h5")
     # crossings at 20, 50, 80, 110; cooldown 30 lets 20 and 50 fire; maximum 2 stops 80, 110
     assert ref["triggers"]["step"].tolist() == [20, 50]
-    assert ns["t_full_checkpoint"]() == 1 and ns["t_full_ncheckpoints"]() == 2
-    assert ns["t_full_frac_B"]() == 0.2 and ns["t_full_step"]() == 130
+    assert ref["triggers"]["files"] == [["frame.20"], ["frame.50"]]
+    assert full.trigger.n_fired == 2 and full.last_files == ["frame.50"]
+    assert full.stats.fraction("B") == 0.2 and full.step == 130
 
     for restart_at in (20, 50, 60):
         work = tmp_path / f"r{restart_at}"
         work.mkdir()
         shutil.copy(tmp_path / "full" / "t.h5", work / "t.h5")
-        tracker, _ = _tracker(work, f"t_r{restart_at}")
+        tracker = PhaseTracker(PHASES_AB, _options(work, snapshot_dir="ck"),
+                               checkpoint=_frame_files)
         for step in range(restart_at + 10, 131, 10):
-            tracker(_frame(step, _labels(step), phases))
+            tracker(_tracked(step, _labels(step)))
         tracker.close()
         data = read_time_series(work / "t.h5")
         assert data["step"].tolist() == ref["step"].tolist(), restart_at
         np.testing.assert_array_equal(data["counts"], ref["counts"])
         assert data["triggers"]["step"].tolist() == [20, 50], restart_at
+        assert data["triggers"]["files"] == ref["triggers"]["files"], restart_at
         assert tracker.trigger.n_fired == 2
     # a fresh trigger would have fired at 80 after a restart at 60: the state mattered
-    fresh, _ = _tracker(tmp_path / "fresh", "t_fresh")
+    fresh = PhaseTracker(PHASES_AB, _options(tmp_path / "fresh"))
     for step in range(70, 131, 10):
-        fresh(_frame(step, _labels(step), phases))
+        fresh(_tracked(step, _labels(step)))
     fresh.close()
     assert read_time_series(tmp_path / "fresh" / "t.h5")["triggers"]["step"].tolist() == [80, 110]
+
+
+def test_lammps_variables_follow_the_tracker_and_checkpoints_write_snapshots(tmp_path):
+    from lpfm_insitu.lammps.errors import InsituError
+    from lpfm_insitu.lammps.tracking import Tracker
+    from lpfm_insitu.tracking.snapshot import read_snapshot
+
+    ns: dict = {}
+    full = Tracker(PHASES_AB, _options(tmp_path), prefix="t_full", velocities=False)
+    full.check_prefix_free(ns)
+    full.publish(ns)
+    assert ns["t_full_step"]() == -1 and ns["t_full_frac_B"]() == 0.0
+    for step in range(10, 131, 10):
+        full(_insitu_frame(step, _labels(step)))
+    full.close()
+    assert ns["t_full_checkpoint"]() == 1 and ns["t_full_ncheckpoints"]() == 2
+    assert ns["t_full_frac_B"]() == 0.2 and ns["t_full_step"]() == 130
+    snapshot = ns["t_full_snapshot_file"]()
+    assert snapshot == str(tmp_path / "ck" / "snapshot.50.h5")
+    assert ns["t_full_restart_file"]() == str(tmp_path / "ck" / "restart.50")
+    snap = read_snapshot(snapshot)
+    assert snap["step"] == 50 and snap["labels"].tolist() == _labels(50)
+    assert snap["attrs"]["trigger_state"]["n_fired"] == 2
+    full.reset()
+    assert ns["t_full_checkpoint"]() == 0
+    # the namespace holds one tracker per prefix
+    with pytest.raises(InsituError, match="prefix 't_full' exists already"):
+        Tracker(PHASES_AB, _options(tmp_path / "other"), prefix="t_full").check_prefix_free(ns)
 
 
 def test_restart_with_step_0_labels_keeps_the_checkpoint_and_does_not_fire_again(tmp_path):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from lpfm_insitu.constants import UNKNOWN_PHASE
+from lpfm_insitu.lammps.tracking import as_lammps_variables
 from lpfm_insitu.tracking.statistics import (
     PhaseStatistics,
-    as_lammps_variables,
     reduce_phase_statistics,
     spatial_profile,
 )

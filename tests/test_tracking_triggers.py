@@ -174,3 +174,59 @@ def test_invalid_configuration():
         CheckpointTrigger([ConfidenceDrop(1.0), ConfidenceDrop(1.0)])
     with pytest.raises(ValueError):
         CheckpointTrigger([], cooldown_steps=-1)
+
+
+def test_offline_tracking_records_triggers_like_in_situ(tmp_path):
+    """``lpfm track --triggers``: the same rules, cooldown and maximum as in situ; each
+    fired trigger is recorded in the time series, the frame written as extxyz beside it."""
+    from types import SimpleNamespace
+
+    from ase.build import bulk
+    from ase.io import read
+
+    from lpfm_insitu.tracking.offline import track_frames
+    from lpfm_insitu.tracking.timeseries import read_time_series
+
+    phases = ("A_cF4_225_a", "A_hP2_194_c")
+
+    class LabelsOfTheFrame:
+        """A model whose answer is each frame's array ``truth``."""
+
+        metadata = {"path": "truth.safetensors", "name": "truth"}
+
+        def __init__(self):
+            self.phases = phases
+
+        def classify_atoms(self, atoms, **_):
+            labels = atoms.arrays["truth"].astype(np.int64)
+            n = len(labels)
+            logits = np.zeros((n, len(phases)))
+            logits[np.arange(n), labels] = 1.0
+            return SimpleNamespace(labels=labels, confidence=np.ones(n), logits=logits,
+                                   probability=logits, displacement=np.zeros((n, 3)),
+                                   phases=phases)
+
+    frames = []
+    for k, hcp in enumerate([0, 0, 3, 3, 0, 3, 0, 3]):  # hcp atoms out of 4
+        atoms = bulk("Cu", "fcc", a=3.615, cubic=True)
+        atoms.new_array("truth", np.array([1] * hcp + [0] * (4 - hcp)))
+        atoms.info["timestep"] = 10 * k
+        frames.append(atoms)
+    output = tmp_path / "offline.h5"
+    track_frames(LabelsOfTheFrame(), frames, output, triggers="appear:hcp>0.5",
+                 cooldown=35, max_checkpoints=2, write_frames=True)
+    data = read_time_series(output)
+    assert data["step"].tolist() == list(range(0, 80, 10))
+    # crossings at 20, 50, 70: 50 is in the cooldown of 20 (held, then the rule is false)
+    assert data["triggers"]["step"].tolist() == [20, 70]
+    assert data["triggers"]["description"][0] == "appear:hcp>0.5 (hcp fraction 0.75)"
+    written = output.with_name("offline.checkpoint.20.extxyz")
+    assert data["triggers"]["files"][0] == [str(written)]
+    assert read(written).arrays["lpfm_phase"].tolist() == [1, 1, 1, 0]
+    assert data["attrs"]["triggers"] == "appear:A_hP2_194_c>0.5"
+    # without triggers the file has the attributes of earlier versions only
+    track_frames(LabelsOfTheFrame(), frames, tmp_path / "plain.h5")
+    plain = read_time_series(tmp_path / "plain.h5")
+    assert sorted(plain["attrs"]) == ["denoise_steps", "model", "model_name", "source",
+                                      "time_unit"]
+    assert len(plain["triggers"]["step"]) == 0

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..lammps.launch import PACKAGE_PARENT, lammps_environment, run_lammps
+from ..tracking.summary import parent_index, series_summary
 from ..training.prototypes import common_name
 
 EXAMPLES = PACKAGE_PARENT / "lammps_examples"
@@ -160,14 +161,6 @@ def _env_variables() -> dict:
     return out
 
 
-def parent_phase(data) -> str | None:
-    """The dominant known phase at the first classification (the unshocked crystal)."""
-    phases = data["phases"]
-    if not len(data["fractions"]):
-        return None
-    return phases[int(np.argmax(np.asarray(data["fractions"][0])[:-1]))]
-
-
 def shocked_region(data) -> dict | None:
     """Fractions in the slabs next to the wall (z = 0) where the parent phase is below
     half, in the last profile: the contiguous run of such slabs from the lowest filled one.
@@ -176,7 +169,8 @@ def shocked_region(data) -> dict | None:
     similar numbers of atoms).
     """
     phases = data["phases"]
-    parent = parent_phase(data)
+    k = parent_index(data)
+    parent = phases[k] if k >= 0 else None
     if parent is None or "profile" not in data or not np.isfinite(data["profile"][-1]).all():
         return None
     prof = np.asarray(data["profile"][-1])
@@ -210,22 +204,18 @@ def summarize(track: Path, workdir: Path, wall: float, figures,
     from ..tracking.timeseries import read_time_series
 
     data = read_time_series(track)
-    phases = data["phases"]
-    fr = np.asarray(data["fractions"])
-    shown = [p for p in SHOWN if p in phases]
-    first = dict(zip(phases, fr[0]))
-    last = dict(zip(phases, fr[-1]))
-    peak = dict(zip(phases, fr.max(axis=0)))
-    t = np.asarray(data["time"])
+    numbers = series_summary(data)
+    shown = [p for p in SHOWN if p in numbers["phases"]]
+    (step0, step1), (t0, t1) = numbers["steps"], numbers["times"]
+    conf0, conf1 = numbers["mean_confidence"]
     lines = ["", "=== lpfm demo: summary ===",
-             f"wall time {wall:.0f} s; {len(fr)} classifications, steps {int(data['step'][0])}"
-             f"-{int(data['step'][-1])} (t = {t[0]:.2f}-{t[-1]:.2f} ps"
+             f"wall time {wall:.0f} s; {numbers['rows']} classifications, steps {step0}"
+             f"-{step1} (t = {t0:.2f}-{t1:.2f} ps"
              + (" after the shock started)" if spec.wall_region else ")"),
-             f"fractions at the first classification: {_fmt(first, shown)}",
-             f"fractions at the end:                  {_fmt(last, shown)}",
-             f"largest fraction seen:                 {_fmt(peak, shown)}",
-             f"mean confidence {data['mean_confidence'][0]:.2f} -> "
-             f"{data['mean_confidence'][-1]:.2f}"]
+             f"fractions at the first classification: {_fmt(numbers['first'], shown)}",
+             f"fractions at the end:                  {_fmt(numbers['last'], shown)}",
+             f"largest fraction seen:                 {_fmt(numbers['peak'], shown)}",
+             f"mean confidence {conf0:.2f} -> {conf1:.2f}"]
     region = shocked_region(data) if spec.wall_region else None
     if region:
         lo, hi = region["z_range"]
@@ -233,12 +223,10 @@ def summarize(track: Path, workdir: Path, wall: float, figures,
         lines.append(f"shocked region at the end (z = {_length(lo)} to {_length(hi)} Å from "
                      f"the wall, {region['slabs']} slabs where {name} < 0.5): "
                      f"{_fmt(region['fractions'], shown)}")
-    trig = data["triggers"]
-    lines.append(f"checkpoint triggers fired: {len(trig['step'])}")
-    for step, time_, desc, files in zip(trig["step"], trig["time"], trig["description"],
-                                        trig["files"]):
+    lines.append(f"checkpoint triggers fired: {len(numbers['triggers'])}")
+    for step, time_, desc, files in numbers["triggers"]:
         present = [f for f in files if (workdir / f).exists()]
-        lines.append(f"  step {int(step)} (t = {time_:.2f} ps): {desc}")
+        lines.append(f"  step {step} (t = {time_:.2f} ps): {desc}")
         lines.append(f"    files: {', '.join(present) or '(missing)'}")
     if check:
         lines += _check_lines(check)

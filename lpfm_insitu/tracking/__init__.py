@@ -1,8 +1,12 @@
-"""Host-free phase tracking: statistics, time series, triggers, snapshots and plots.
+"""Host-free phase tracking: one tracker, its statistics, time series, triggers, snapshots, plots.
 
-``statistics`` reduces per-rank labels to global fractions and profiles, ``timeseries``
-writes them to a crash-safe HDF5 file, ``triggers`` decides when a phase event deserves a
-checkpoint and ``snapshot`` writes the per-atom file it asks for; ``plotting`` and
-``colors`` draw a series. ``offline`` runs the same pipeline over a dump file. The LAMMPS
-adapter (``lpfm_insitu.lammps.tracking``) feeds the same pipeline from a running simulation.
+``tracker.PhaseTracker`` takes each frame's per-atom answers (from any host, on every MPI
+rank) and, with ``options.TrackingOptions``, does the whole pipeline: ``statistics``
+reduces the labels to global fractions and profiles, ``timeseries`` appends them to a
+crash-safe HDF5 file (attributes encoded by ``hdf5_attrs``), ``triggers`` decides when a
+phase event deserves a checkpoint, which the host writes (``snapshot`` writes the
+per-atom file in situ), and ``history`` lets a continued run replay what the file holds.
+``ranks`` holds the MPI helpers they share; ``summary``, ``plotting`` and ``colors``
+report and draw a series. The hosts: ``offline`` (``lpfm track``, dump files) and the
+LAMMPS adapter ``lpfm_insitu.lammps.tracking`` (a running simulation).
 """

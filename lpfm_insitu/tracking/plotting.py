@@ -22,6 +22,7 @@ from matplotlib.patches import Patch
 
 from .colors import phase_color
 from ..training.prototypes import common_name
+from .summary import parent_index
 from .timeseries import read_time_series
 
 __all__ = ["plot_time_series"]
@@ -137,14 +138,6 @@ def _profile_extent(data, x, axis_name: str, length_unit: str):
     else:
         xlo, xhi, xlabel = 0.0, float(data["profile"].shape[1]), f"slab along {axis_name}"
     return [*_span(xlo, xhi), *_span(float(x[0]), float(x[-1]))], xlabel
-
-
-def parent_index(data) -> int:
-    """The dominant known phase at the first row (the crystal the run starts from)."""
-    n_known = len(data["phases"]) - 1
-    if not n_known or not len(data["fractions"]):
-        return -1
-    return int(np.argmax(np.asarray(data["fractions"][0])[:n_known]))
 
 
 def _plot_profiles(data, x, trig_x, ylabel, title, out_dir: Path, stem: str,

@@ -22,13 +22,14 @@ Why it is built this way:
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import h5py
 import numpy as np
 
-from .statistics import _as_labels, _root_call
-from .timeseries import _to_str, read_attrs, write_attrs
+from .hdf5_attrs import read_attrs, to_str, write_attrs
+from .ranks import gather_rows, root_call
+from .statistics import as_labels
 
 __all__ = ["write_snapshot", "read_snapshot", "SNAPSHOT_FORMAT", "SNAPSHOT_VERSION"]
 
@@ -61,7 +62,7 @@ def _local_arrays(ids, types, positions, velocities, labels, confidence, ops, n_
     }
     if velocities is not None:
         out["velocities"] = mat("velocities", velocities, 3, np.float64)
-    lab = _as_labels(labels, n_phases)
+    lab = as_labels(labels, n_phases)
     if lab.size != n:
         raise ValueError(f"labels has {lab.size} entries for {n} ids")
     out["labels"] = lab.astype(np.int32)
@@ -69,24 +70,6 @@ def _local_arrays(ids, types, positions, velocities, labels, confidence, ops, n_
     out["confidence"] = vec("confidence", confidence, np.float32)
     out["ops"] = mat("ops", ops, n_phases, np.float32)
     return out
-
-
-def _gatherv(comm, arr: np.ndarray, counts: Sequence[int]):
-    """Concatenate per-rank arrays (rows) on rank 0; None elsewhere."""
-    if comm is None or comm.Get_size() == 1:
-        return arr
-    from mpi4py.util.dtlib import from_numpy_dtype
-
-    per_row = int(np.prod(arr.shape[1:], dtype=np.int64))
-    send = np.ascontiguousarray(arr)
-    if comm.Get_rank() != 0:
-        comm.Gatherv(send, None, root=0)
-        return None
-    recv = np.empty((int(sum(counts)),) + arr.shape[1:], dtype=arr.dtype)
-    elem_counts = [int(c) * per_row for c in counts]
-    displs = np.concatenate([[0], np.cumsum(elem_counts)[:-1]]).astype(int).tolist()
-    comm.Gatherv(send, [recv, elem_counts, displs, from_numpy_dtype(arr.dtype)], root=0)
-    return recv
 
 
 def _box_arrays(box) -> dict[str, np.ndarray]:
@@ -110,7 +93,7 @@ def _write_contents(f: h5py.File, step, time, box, arrays, phases_all, attrs) ->
     f.attrs["phases"] = phases_all
     f.attrs["step"] = int(step)
     f.attrs["time"] = float(time)
-    write_attrs(f, attrs, reserved=_RESERVED)
+    write_attrs(f, attrs, _RESERVED)
     g = f.create_group("box")
     for key, value in box.items():
         g.create_dataset(key, data=value)
@@ -166,7 +149,7 @@ def write_snapshot(
     if len({has_vel for _, has_vel, _ in infos}) != 1:
         raise ValueError("write_snapshot: velocities given on some ranks but None on others")
     counts = [n for n, _, _ in infos]
-    gathered = {name: _gatherv(comm, arr, counts) for name, arr in local.items()}
+    gathered = {name: gather_rows(comm, arr, counts) for name, arr in local.items()}
 
     def _write():
         order = np.argsort(gathered["ids"], kind="stable")
@@ -188,7 +171,7 @@ def write_snapshot(
             raise
         return path
 
-    return _root_call(comm, _write, f"writing snapshot {path}")
+    return root_call(comm, _write, f"writing snapshot {path}")
 
 
 def read_snapshot(path) -> dict[str, Any]:
@@ -197,14 +180,14 @@ def read_snapshot(path) -> dict[str, Any]:
     ``velocities`` or None, ``labels``, ``confidence``, ``ops``), ``phases``
     (incl. "unknown" last) and ``attrs`` (caller attributes)."""
     with h5py.File(path, "r") as f:
-        if _to_str(f.attrs.get("format", "")) != SNAPSHOT_FORMAT:
+        if to_str(f.attrs.get("format", "")) != SNAPSHOT_FORMAT:
             raise ValueError(f"{path} is not an lpfm_insitu snapshot")
         out: dict[str, Any] = {
             "step": int(f.attrs["step"]),
             "time": float(f.attrs["time"]),
-            "phases": [_to_str(p) for p in f.attrs["phases"]],
+            "phases": [to_str(p) for p in f.attrs["phases"]],
             "format_version": int(f.attrs["format_version"]),
-            "attrs": read_attrs(f, reserved=_RESERVED),
+            "attrs": read_attrs(f, _RESERVED),
             "box": {key: f["box"][key][()] for key in f["box"]},
             "velocities": None,
         }

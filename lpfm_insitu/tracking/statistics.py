@@ -5,106 +5,27 @@ shock run needs is the *global* picture (how much of the sample is in each
 phase, how sure the model is).  This module reduces the per-rank arrays into
 that picture with a single reduction of one packed float64 vector, so the
 cost per call is one tiny collective regardless of the number of phases.
-
-MPI rules followed throughout the tracking modules (``comm`` is an mpi4py
-communicator or ``None`` for serial runs):
-
-* every rank calls every collective in the same order; bad *local* input
-  (wrong shape, label out of range) is not raised before the collective,
-  because that would leave the other ranks waiting in it.  Instead the
-  problem travels inside the reduced vector and every rank raises together;
-* the reduced result is computed on rank 0 and broadcast, so all ranks hold
-  bit-identical statistics.  MPI does not promise bit-identical Allreduce
-  results on every rank, and a trigger rule comparing a mean confidence with
-  a threshold must take the same decision everywhere, otherwise ranks would
-  disagree about entering the collective checkpoint write and hang.
+The MPI rules it follows (bad local input raises on every rank together;
+results bit-identical on every rank) are those of :mod:`.ranks`.
 """
 
 from __future__ import annotations
 
-import pickle
-import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..constants import UNKNOWN_PHASE
+from .ranks import global_sum, raise_if_any
 
 __all__ = [
     "PhaseStatistics",
     "reduce_phase_statistics",
     "spatial_profile",
-    "as_lammps_variables",
+    "profile_edges",
+    "as_labels",
 ]
-
-
-# --------------------------------------------------------------------------
-# MPI helpers shared by the tracking modules (private to the package).
-# --------------------------------------------------------------------------
-def _rank(comm) -> int:
-    return 0 if comm is None else comm.Get_rank()
-
-
-def _global_sum(comm, vec: np.ndarray) -> np.ndarray:
-    """Sum ``vec`` over ranks; identical bits on every rank (see module doc)."""
-    vec = np.ascontiguousarray(vec, dtype=np.float64)
-    if comm is None or comm.Get_size() == 1:
-        return vec.copy()
-    from mpi4py import MPI
-
-    out = np.zeros_like(vec)
-    comm.Reduce(vec, out, op=MPI.SUM, root=0)
-    comm.Bcast(out, root=0)
-    return out
-
-
-def _root_call(comm, fn: Callable[[], Any], what: str) -> Any:
-    """Run ``fn`` on rank 0 only, then tell every rank whether it worked.
-
-    The result of ``fn`` (must be picklable) is broadcast to all ranks.  If
-    ``fn`` raised on rank 0, the same exception is raised on every rank, so
-    no rank is left waiting in a later collective after a rank-0 I/O error.
-    """
-    result, err = None, None
-    if _rank(comm) == 0:
-        try:
-            result = fn()
-        except Exception as exc:  # re-raised below, on every rank
-            err = exc
-    if comm is None or comm.Get_size() == 1:
-        if err is not None:
-            raise err
-        return result
-    payload = None
-    if _rank(comm) == 0:
-        if err is not None:
-            try:
-                pickle.dumps(err)
-                payload = ("error", err)
-            except Exception:
-                payload = ("error", RuntimeError(f"{what} failed on rank 0: {err!r}"))
-        else:
-            payload = ("ok", result)
-    status, value = comm.bcast(payload, root=0)
-    if status == "error":
-        if err is not None:
-            raise err
-        raise value
-    return value
-
-
-def _raise_if_any(comm, local_error: str | None, what: str) -> None:
-    """Collective: raise ValueError on all ranks if any rank found a problem."""
-    if comm is None or comm.Get_size() == 1:
-        if local_error:
-            raise ValueError(local_error)
-        return
-    errors = comm.allgather(local_error)
-    bad = [(r, e) for r, e in enumerate(errors) if e]
-    if bad:
-        msg = "; ".join(f"rank {r}: {e}" for r, e in bad)
-        raise ValueError(f"{what}: invalid input on {len(bad)} rank(s): {msg}")
 
 
 # --------------------------------------------------------------------------
@@ -171,7 +92,8 @@ def _phase_index(phases: Sequence[str], phase: str) -> int:
     raise ValueError(f"unknown phase {phase!r}; valid: {list(phases) + ['unknown']}")
 
 
-def _as_labels(labels, n_phases: int) -> np.ndarray:
+def as_labels(labels, n_phases: int) -> np.ndarray:
+    """``labels`` as int64, checked: indices into the phases or UNKNOWN_PHASE (raises ValueError)."""
     arr = np.asarray(labels)
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -192,7 +114,7 @@ def _as_labels(labels, n_phases: int) -> np.ndarray:
 
 def _local_sums(labels, confidence, ops, n: int) -> np.ndarray:
     """Packed local sums: counts(n+1) | confidence sums(n+1) | op sums(n)."""
-    lab = _as_labels(labels, n)
+    lab = as_labels(labels, n)
     m = lab.size
     conf = np.asarray(confidence, dtype=np.float64).reshape(-1)
     if conf.size != m:
@@ -230,9 +152,9 @@ def reduce_phase_statistics(labels, confidence, ops, phases, comm=None) -> Phase
         error = str(exc)
         vec[:] = 0.0
         vec[width] = 1.0
-    total = _global_sum(comm, vec)
+    total = global_sum(comm, vec)
     if total[width] > 0:
-        _raise_if_any(comm, error, "reduce_phase_statistics")
+        raise_if_any(comm, error, "reduce_phase_statistics")
     counts = np.rint(total[: n + 1]).astype(np.int64)
     conf_sum = total[n + 1 : 2 * n + 2]
     op_sum = total[2 * n + 2 : width]
@@ -279,7 +201,7 @@ def spatial_profile(
     vec = np.zeros(width + 1)
     error = None
     try:
-        lab = _as_labels(labels, n_phases)
+        lab = as_labels(labels, n_phases)
         x = np.asarray(coordinate, dtype=np.float64).reshape(-1)
         if x.size != lab.size:
             raise ValueError(f"coordinate has {x.size} entries for {lab.size} labels")
@@ -293,47 +215,12 @@ def spatial_profile(
         error = str(exc)
         vec[:] = 0.0
         vec[width] = 1.0
-    total = _global_sum(comm, vec)
+    total = global_sum(comm, vec)
     if total[width] > 0:
-        _raise_if_any(comm, error, "spatial_profile")
+        raise_if_any(comm, error, "spatial_profile")
     counts = np.rint(total[:width]).astype(np.int64).reshape(n_bins, n_phases + 1)
     per_bin = counts.sum(axis=1, keepdims=True)
     fractions = np.divide(
         counts, per_bin, out=np.zeros(counts.shape, dtype=np.float64), where=per_bin > 0
     )
     return (fractions, counts) if return_counts else fractions
-
-
-_INVALID_VAR_CHARS = re.compile(r"[^A-Za-z0-9_]")
-
-
-def lammps_variable_name(label: str) -> str:
-    """``lpfm_frac_<label>`` with characters LAMMPS rejects replaced by ``_``."""
-    return "lpfm_frac_" + _INVALID_VAR_CHARS.sub("_", str(label))
-
-
-def as_lammps_variables(stats: PhaseStatistics) -> dict[str, float]:
-    """Scalars to publish as LAMMPS equal-style variables.
-
-    Gives ``lpfm_frac_<phase>`` per phase, ``lpfm_frac_unknown``,
-    ``lpfm_conf_mean`` and ``lpfm_natoms``, so an input script can print
-    them with thermo or stop a run with ``fix halt``.  LAMMPS expressions do
-    not handle NaN, so the mean confidence of an empty system is given as
-    0.0.  Two labels that sanitise to the same name would silently shadow
-    each other, so that raises ValueError instead.
-    """
-    out: dict[str, float] = {}
-    fr = stats.fractions
-    for i, label in enumerate(list(stats.phases) + ["unknown"]):
-        name = lammps_variable_name(label)
-        if name in out:
-            clash = [p for p in list(stats.phases) + ["unknown"] if lammps_variable_name(p) == name]
-            raise ValueError(
-                f"phase labels {clash} all map to LAMMPS variable {name!r}; "
-                "rename the phases so their sanitised names differ"
-            )
-        out[name] = float(fr[i])
-    conf = stats.mean_confidence
-    out["lpfm_conf_mean"] = float(conf) if np.isfinite(conf) else 0.0
-    out["lpfm_natoms"] = float(stats.n_atoms)
-    return out

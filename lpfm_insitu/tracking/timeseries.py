@@ -47,7 +47,9 @@ import h5py
 import numpy as np
 
 from ..errors import LPFMError
-from .statistics import PhaseStatistics, _root_call
+from .hdf5_attrs import jsonable, read_attrs, to_str, write_attrs
+from .ranks import root_call
+from .statistics import PhaseStatistics
 
 __all__ = ["PhaseTimeSeries", "read_time_series", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -61,70 +63,6 @@ _TRIGGER_FIELDS = ("time", "description", "files", "step")  # "step" last: commi
 LIBVER = ("v108", "latest")
 #: a reader that opens the file during a writer's flush may see it half-written
 READ_ATTEMPTS = 5
-
-
-# --------------------------------------------------------------------------
-# Attribute encoding (shared with snapshot.py)
-# --------------------------------------------------------------------------
-def _json_default(obj):
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    # Provenance must never crash a run: keep a readable form of anything else.
-    return str(obj)
-
-
-def _is_scalar(value) -> bool:
-    return isinstance(value, (str, bool, int, float, np.integer, np.floating, np.bool_))
-
-
-def write_attrs(h5obj, attrs: Mapping[str, Any] | None, reserved=_RESERVED_ATTRS) -> None:
-    """Store caller attributes; non-scalars (dicts, lists, None) as JSON text.
-
-    The names of JSON-encoded attributes are listed in ``json_attrs`` so a
-    reader can decode them without guessing.
-    """
-    json_keys = []
-    for key, value in (attrs or {}).items():
-        key = str(key)
-        if key in reserved:
-            raise ValueError(f"attribute name {key!r} is reserved ({sorted(reserved)})")
-        if _is_scalar(value):
-            h5obj.attrs[key] = value
-        else:
-            h5obj.attrs[key] = json.dumps(value, default=_json_default, sort_keys=True)
-            json_keys.append(key)
-    h5obj.attrs["json_attrs"] = json.dumps(sorted(json_keys))
-
-
-def read_attrs(h5obj, reserved=_RESERVED_ATTRS) -> dict[str, Any]:
-    """Inverse of :func:`write_attrs` (reserved attributes excluded)."""
-    json_keys = set(json.loads(_to_str(h5obj.attrs.get("json_attrs", "[]"))))
-    out: dict[str, Any] = {}
-    for key, value in h5obj.attrs.items():
-        if key in reserved:
-            continue
-        if key in json_keys:
-            out[key] = json.loads(_to_str(value))
-        elif isinstance(value, bytes):
-            out[key] = value.decode("utf-8")
-        elif isinstance(value, np.generic):
-            out[key] = value.item()
-        else:
-            out[key] = value
-    return out
-
-
-def _to_str(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` as it reads back from a file, for comparing a reopened file."""
-    return json.loads(json.dumps(value, default=_json_default, sort_keys=True))
 
 
 # --------------------------------------------------------------------------
@@ -161,7 +99,7 @@ def _create_file(path: str, phases_all: list[str], attrs, profile_bins) -> h5py.
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["phases"] = phases_all
         f.attrs["profile_bins"] = int(profile_bins or 0)
-        write_attrs(f, attrs)
+        write_attrs(f, attrs, _RESERVED_ATTRS)
         for name, (row, dtype) in _row_specs(len(phases_all) - 1, profile_bins).items():
             f.create_dataset(
                 name, shape=(0,) + row, maxshape=(None,) + row,
@@ -295,7 +233,7 @@ class PhaseTimeSeries:
             self._file = f
             return info
 
-        self._last_step, self._last_trigger_step, bins = _root_call(
+        self._last_step, self._last_trigger_step, bins = root_call(
             comm, _open, f"opening {self.path}"
         )
         self.profile_bins: int | None = bins
@@ -306,9 +244,9 @@ class PhaseTimeSeries:
         return cls(path, phases, attrs, comm=comm, profile_bins=profile_bins)
 
     def _check_existing(self, f, phases_all, attrs, requested_bins):
-        if _to_str(f.attrs.get("format", "")) != FORMAT_NAME:
+        if to_str(f.attrs.get("format", "")) != FORMAT_NAME:
             raise ValueError(f"{self.path} exists but is not an lpfm_insitu phase time series")
-        stored = [_to_str(p) for p in f.attrs["phases"]]
+        stored = [to_str(p) for p in f.attrs["phases"]]
         if stored != phases_all:
             raise ValueError(
                 f"{self.path} holds phases {stored[:-1]} but this run classifies into "
@@ -322,8 +260,8 @@ class PhaseTimeSeries:
                 f"{requested_bins}; use the same profile_bins or a new file, e.g. "
                 f"{_new_name_suggestion(self.path)!r}"
             )
-        old, new = read_attrs(f), dict(attrs or {})
-        changed = sorted(k for k in set(old) | set(new) if _jsonable(old.get(k)) != _jsonable(new.get(k)))
+        old, new = read_attrs(f, _RESERVED_ATTRS), dict(attrs or {})
+        changed = sorted(k for k in set(old) | set(new) if jsonable(old.get(k)) != jsonable(new.get(k)))
         if changed:
             warnings.warn(
                 f"{self.path}: continuing a time series whose attributes differ for "
@@ -410,7 +348,7 @@ class PhaseTimeSeries:
             f.flush()
             return last_trig
 
-        self._last_trigger_step = _root_call(self.comm, _write, f"appending to {self.path}")
+        self._last_trigger_step = root_call(self.comm, _write, f"appending to {self.path}")
         self._first_write = False
         self._last_step = step
 
@@ -446,14 +384,14 @@ class PhaseTimeSeries:
             f.flush()
             return last
 
-        self._last_step = _root_call(self.comm, _write, f"recording trigger in {self.path}")
+        self._last_step = root_call(self.comm, _write, f"recording trigger in {self.path}")
         self._first_write = False
         self._last_trigger_step = step
 
     def flush(self) -> None:
         """Push buffered data to disk (collective; append already does this)."""
         self._check_open()
-        _root_call(self.comm, lambda: self._file.flush(), f"flushing {self.path}")
+        root_call(self.comm, lambda: self._file.flush(), f"flushing {self.path}")
 
     def close(self) -> None:
         """Close the file (collective, idempotent)."""
@@ -466,7 +404,7 @@ class PhaseTimeSeries:
                 f, self._file = self._file, None
                 f.close()
 
-        _root_call(self.comm, _close, f"closing {self.path}")
+        root_call(self.comm, _close, f"closing {self.path}")
 
     @property
     def last_step(self) -> int | None:
@@ -536,21 +474,21 @@ def _read_time_series(path) -> dict[str, Any]:
     ``description`` list, ``files`` list of lists).
     """
     with _open_for_read(path) as f:
-        if _to_str(f.attrs.get("format", "")) != FORMAT_NAME:
+        if to_str(f.attrs.get("format", "")) != FORMAT_NAME:
             raise _not_a_time_series(path, "an HDF5 file without the format attribute "
                                            f"{FORMAT_NAME!r}")
         rows = _row_datasets(f)
         n = min(ds.shape[0] for ds in rows)
         out: dict[str, Any] = {ds.name.lstrip("/"): ds[:n] for ds in rows}
-        out["phases"] = [_to_str(p) for p in f.attrs["phases"]]
-        out["attrs"] = read_attrs(f)
+        out["phases"] = [to_str(p) for p in f.attrs["phases"]]
+        out["attrs"] = read_attrs(f, _RESERVED_ATTRS)
         out["format_version"] = int(f.attrs["format_version"])
         g = f["triggers"]
         m = min(g[name].shape[0] for name in _TRIGGER_FIELDS)
         out["triggers"] = {
             "step": g["step"][:m],
             "time": g["time"][:m],
-            "description": [_to_str(s) for s in g["description"][:m]],
-            "files": [json.loads(_to_str(s)) for s in g["files"][:m]],
+            "description": [to_str(s) for s in g["description"][:m]],
+            "files": [json.loads(to_str(s)) for s in g["files"][:m]],
         }
     return out

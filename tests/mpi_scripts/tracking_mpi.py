@@ -57,7 +57,8 @@ def expect_error(fn, exc_type, comm, what):
 def main(out_dir):
     from mpi4py import MPI
 
-    from lpfm_insitu.tracking.statistics import as_lammps_variables, reduce_phase_statistics, spatial_profile
+    from lpfm_insitu.lammps.tracking import as_lammps_variables
+    from lpfm_insitu.tracking.statistics import reduce_phase_statistics, spatial_profile
     from lpfm_insitu.tracking.snapshot import write_snapshot
     from lpfm_insitu.tracking.timeseries import PhaseTimeSeries
     from lpfm_insitu.tracking.triggers import CheckpointTrigger, parse_rules
