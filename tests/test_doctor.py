@@ -59,7 +59,7 @@ def test_mpi_mismatch_is_flagged(monkeypatch):
 
 
 def test_doctor_on_this_installation_finds_the_real_stack(capsys):
-    code = doctor.main()
+    code = doctor.run()
     out = capsys.readouterr().out
     assert "[ok] LAMMPS PYTHON package" in out
     assert "[ok] mpi4py vs LAMMPS MPI" in out and "same library as LAMMPS" in out
