@@ -19,11 +19,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..errors import LPFMError
-    from ..training.trainer import Trainer, TrainingConfig
     from .paths import existing_input
 
-    config = TrainingConfig.from_file(existing_input(args.config))
+    config_path = existing_input(args.config)  # before the seconds torch takes to import
+    from ..errors import LPFMError
+    from ..training.trainer import Trainer, TrainingConfig
+
+    config = TrainingConfig.from_file(config_path)
     if args.output:
         config.output = args.output
     if args.steps is not None:
