@@ -6,7 +6,10 @@ other exception is a bug or an environment problem and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["LPFMError", "PhaseNameError"]
+import errno
+import os
+
+__all__ = ["LPFMError", "MissingFileError", "PhaseNameError"]
 
 
 class LPFMError(ValueError):
@@ -18,3 +21,15 @@ class PhaseNameError(LPFMError, KeyError):
 
     def __str__(self) -> str:  # KeyError would print the message in quotes
         return str(self.args[0]) if self.args else ""
+
+
+class MissingFileError(FileNotFoundError, LPFMError):
+    """A file or folder the user named is not there.
+
+    Still a FileNotFoundError for callers that catch one; :meth:`of` words it as
+    ``open()`` would ("[Errno 2] No such file or directory: 'PATH'").
+    """
+
+    @classmethod
+    def of(cls, path) -> "MissingFileError":
+        return cls(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(path))

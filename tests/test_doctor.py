@@ -59,7 +59,7 @@ def test_mpi_mismatch_is_flagged(monkeypatch):
 
 
 def test_doctor_on_this_installation_finds_the_real_stack(capsys):
-    code = doctor.main()
+    code = doctor.run()
     out = capsys.readouterr().out
     assert "[ok] LAMMPS PYTHON package" in out
     assert "[ok] mpi4py vs LAMMPS MPI" in out and "same library as LAMMPS" in out
@@ -98,3 +98,44 @@ def test_doctor_prints_its_report_and_nothing_else():
     assert all(line.startswith(("[ok]", "[MISSING]", "      fix:")) for line in lines[:-1]), lines
     assert "checks passed" in lines[-1]
     assert sum("cuequivariance" in line for line in lines) <= 1
+
+
+def test_a_user_mistake_is_one_line_and_anything_else_keeps_its_traceback(monkeypatch,
+                                                                          capsys):
+    import pytest
+
+    from lpfm_insitu.errors import LPFMError
+
+    def fails_with(exc):
+        def run_checks():
+            raise exc
+        monkeypatch.setattr(doctor, "run_checks", run_checks)
+
+    fails_with(LPFMError("no such thing; give another"))
+    assert main(["doctor"]) == 2
+    assert capsys.readouterr().err == "lpfm doctor: error: no such thing; give another\n"
+    with pytest.raises(LPFMError, match="no such thing"):
+        main(["--debug", "doctor"])
+    fails_with(KeyboardInterrupt())
+    assert main(["doctor"]) == 130
+    assert capsys.readouterr().err == "lpfm doctor: interrupted\n"
+    # a bug is not a user mistake, even when it is a missing file or a bad value
+    for bug in (FileNotFoundError("package data"), KeyError("x"), ValueError("y")):
+        fails_with(bug)
+        with pytest.raises(type(bug)):
+            main(["doctor"])
+
+
+def test_missing_files_the_user_names_are_one_line(tmp_path, capsys):
+    missing = tmp_path / "missing.yaml"
+    assert main(["train", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"lpfm train: error: [Errno 2] No such file or directory: '{missing}'\n"
+    structure = tmp_path / "cu.xyz"
+    structure.write_text("1\n\nCu 0 0 0\n")
+    output = tmp_path / "no_folder" / "labels.dump"
+    assert main(["classify", str(structure), "--output", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"lpfm classify: error: [Errno 2] No such file or directory: '{output}'\n"
+    assert main(["track", str(structure), "--output", str(output)]) == 2
+    assert "No such file or directory" in capsys.readouterr().err

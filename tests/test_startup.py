@@ -81,3 +81,19 @@ def test_two_classifiers_load_the_model_once_per_rank(tmp_path, run_mpi_python):
     result = run_mpi_python(MPI_SCRIPTS / "insitu_startup.py", 2, args=[model])
     assert result.returncode == 0 and "ALL OK" in result.stdout, \
         (result.stdout + result.stderr)[-4000:]
+
+
+def test_every_command_help_imports_no_heavy_library():
+    """The parser of every subcommand is built for `lpfm --help`: none may import the
+    model's libraries (they load in the command's run)."""
+    loaded = _modules_after(
+        "import contextlib, io\n"
+        "from lpfm_insitu.cli.main import COMMANDS, main\n"
+        "for command in ('doctor', 'train', 'classify', 'demo', 'track', 'plot', 'eval',\n"
+        "                'calibrate', 'bench'):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try:\n"
+        "            main([command, '--help'])\n"
+        "        except SystemExit:\n"
+        "            pass\n")
+    assert not [m for m in HEAVY + ("h5py", "matplotlib") if m in loaded]

@@ -12,6 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..errors import LPFMError
 from ..evaluation.md_eval import run_md
 from ..evaluation.md_snapshots import DEFAULT_CACHE
 
@@ -62,7 +63,7 @@ def accuracy_from_eval(results_path: Path, model_path: Path) -> dict:
     digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
     evaluated = results.get("meta", {}).get("model", {}).get("sha256")
     if evaluated != digest:
-        raise ValueError(f"{results_path} evaluated another model file (sha256 {evaluated}, "
+        raise LPFMError(f"{results_path} evaluated another model file (sha256 {evaluated}, "
                          f"this one {digest}): rerun `lpfm eval` or drop --eval-results")
     md = results["md"]
     return {"table": accuracy_table(md), "columns": [c for c, _ in COLUMNS],

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from . import SECTIONS
 from .timing import load_average
-from ..errors import LPFMError
+from ..errors import LPFMError, MissingFileError
+from ..progress import progress
 
 
 def _log(message: str) -> None:
@@ -59,7 +60,10 @@ def _accuracy(args) -> dict:
     from .accuracy import accuracy_from_eval, run_accuracy
 
     if args.eval_results:
-        return accuracy_from_eval(Path(args.eval_results), resolve_model_path(args.model))
+        results_path = Path(args.eval_results)
+        if not results_path.exists():
+            raise MissingFileError.of(results_path)
+        return accuracy_from_eval(results_path, resolve_model_path(args.model))
     import torch
 
     torch.set_num_threads(args.threads)
@@ -92,9 +96,7 @@ def run_bench(args: argparse.Namespace) -> int:
     output.mkdir(parents=True, exist_ok=True)
     results_path = output / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    from ..cli.classify import progress
-
-    for name in progress(wanted, len(wanted), "lpfm bench", unit="section"):
+    for name in progress(wanted, desc="lpfm bench", unit="section"):
         _log(f"lpfm bench: {name} ...")
         start, load_before = time.time(), load_average(2)
         section = RUNNERS[name](args)

@@ -167,7 +167,8 @@ def system_geometry(name: str, n_atoms_target: int) -> dict:
 
 def model_needs(model: str, atomic_volume: float, denoise_steps: int) -> dict:
     """Ghost reach of the model at this density (as the adapter computes it) and its ops."""
-    from ..lammps.insitu import InsituClassifier, InsituSettings
+    from ..lammps.classifier import InsituClassifier
+    from ..lammps.settings import InsituSettings
 
     clf = InsituClassifier(InsituSettings(model=model, denoise_steps=denoise_steps,
                                           verbose=False))

@@ -67,7 +67,7 @@ def worker_timing(args) -> dict:
 
     from ..lammps.gather import gather_subdomain
     from ..lammps.halo import build_halo, within_reach
-    from ..lammps.insitu import configure
+    from ..lammps.configuration import configure
 
     comm = MPI.COMM_WORLD
     reach = model_needs(args.model, CU_ATOMIC_VOLUME, 0)["reach"]

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import LPFMError, MissingFileError
 from ..lammps.launch import PACKAGE_PARENT, lammps_environment, run_lammps
 from ..tracking.summary import parent_index, series_summary
-from ..training.prototypes import common_name
 
 EXAMPLES = PACKAGE_PARENT / "lammps_examples"
 TRACK = "track.h5"
@@ -88,12 +88,12 @@ def run_demo(n_ranks: int = 2, workdir: str | Path = "lpfm_demo", quick: bool = 
              example: str = DEFAULT_EXAMPLE) -> int:
     """Run an example; ``variables`` are extra ``-var`` settings (e.g. material=ti)."""
     if example not in DEMOS:
-        raise ValueError(f"unknown example {example!r}: choose one of {', '.join(DEMOS)}")
+        raise LPFMError(f"unknown example {example!r}: choose one of {', '.join(DEMOS)}")
     spec = DEMOS[example]
     source = EXAMPLES / spec.folder
     if not source.is_dir():
-        raise FileNotFoundError(f"example folder {source} not found: 'lpfm demo' runs from a "
-                                "checkout of the lpfm_insitu repository")
+        raise MissingFileError(f"example folder {source} not found: 'lpfm demo' runs from a "
+                               "checkout of the lpfm_insitu repository")
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     for name in spec.outputs:
@@ -156,7 +156,7 @@ def _env_variables() -> dict:
     for item in filter(None, (part.strip() for part in spec.split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"LPFM_DEMO_VARIABLES: {item!r} is not NAME=VALUE")
+            raise LPFMError(f"LPFM_DEMO_VARIABLES: {item!r} is not NAME=VALUE")
         out[key.strip()] = value.strip()
     return out
 
@@ -189,6 +189,8 @@ def shocked_region(data) -> dict | None:
 
 
 def _fmt(fractions: dict, phases) -> str:
+    from ..training.prototypes import common_name  # ASE: not for `lpfm --help`
+
     return ", ".join(f"{common_name(p)} {fractions[p]:.3f}" for p in phases
                      if fractions[p] >= 0.0005 or p in SHOWN)
 
@@ -202,6 +204,7 @@ def _length(value: float) -> str:
 def summarize(track: Path, workdir: Path, wall: float, figures,
               spec: Example = DEMOS[DEFAULT_EXAMPLE], check: dict | None = None) -> str:
     from ..tracking.timeseries import read_time_series
+    from ..training.prototypes import common_name
 
     data = read_time_series(track)
     numbers = series_summary(data)
@@ -259,3 +262,22 @@ def _check_lines(check: dict) -> list[str]:
     if ptm:
         lines.append(f"  PTM, no cutoff ({where}): {fmt(ptm)} (PTM has no omega template)")
     return lines
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="run a phase-tracking example (the Fe shock, or Ti "
+                                           "alpha -> omega) with the shipped model")
+    p.add_argument("--example", default=DEFAULT_EXAMPLE, choices=tuple(DEMOS),
+                   help="shock: BCC Fe shocked, BCC -> HCP (default); ti: HCP Ti ramped "
+                        "along c, alpha -> omega, with a model-free check of the omega")
+    p.add_argument("--np", type=int, default=2, help="MPI ranks")
+    p.add_argument("--workdir", default="lpfm_demo",
+                   help="folder for the run's outputs (default: ./lpfm_demo, which the "
+                        "repository's .gitignore ignores)")
+    p.add_argument("--quick", action="store_true", help="a shortened run (for tests)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    return run_demo(n_ranks=args.np, workdir=args.workdir, quick=args.quick,
+                    example=args.example)

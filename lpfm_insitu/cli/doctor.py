@@ -174,7 +174,14 @@ def run_checks() -> list[Check]:
     return checks
 
 
-def main() -> int:
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("doctor",
+                              help="report what this installation found and how to fix gaps")
+    p.set_defaults(func=run)
+
+
+def run(args=None) -> int:
+    """Print every check and a count; exit status 1 if any is missing."""
     checks = run_checks()
     for check in checks:
         print("\n".join(check.lines()))

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import SECTIONS
 from ..errors import LPFMError
+from ..progress import progress
 
 
 def _log(message: str) -> None:
@@ -110,9 +111,7 @@ def run_evaluation(args) -> int:
     threads.update(results.get("meta", {}).get("section_threads", {}))
     start_all = time.time()
     load_start = load_average()
-    from ..cli.classify import progress
-
-    for section in progress(sections, len(sections), "lpfm eval", unit="section"):
+    for section in progress(sections, desc="lpfm eval", unit="section"):
         start = time.time()
         _log(f"[lpfm eval] {section}")
         if section == "synthetic":

@@ -16,6 +16,7 @@ from ase import Atoms
 
 from ..model.graph import periodic_graph
 from ..model.inference import REFERENCE_ATOMIC_VOLUME, REFERENCE_NN_DISTANCE
+from ..progress import progress
 from .prototypes import BCC, DIAMOND, FCC, HCP
 
 
@@ -230,7 +231,7 @@ def tune_step_size(model, grid=STEP_SIZE_GRID, denoise_steps: int = 8, structure
 
     scores = []
     try:
-        for step_size, max_step in _progress(grid, "step sizes"):
+        for step_size, max_step in progress(grid, desc="step sizes"):
             model.step_size, model.max_step = step_size, max_step
             synthetic = histories(structures)
             ideal_runs = at(histories(ideal), denoise_steps)
@@ -270,16 +271,6 @@ def tune_step_size(model, grid=STEP_SIZE_GRID, denoise_steps: int = 8, structure
             "n_hot_crystals": 0 if hot_crystals is None else len(hot_crystals)}
 
 
-def _progress(items, what: str):
-    """A progress bar on stderr for the slow loops of `lpfm calibrate`."""
-    import sys
-
-    from tqdm.auto import tqdm
-
-    items = list(items)
-    return tqdm(items, desc=what, file=sys.stderr, leave=False, disable=len(items) < 2)
-
-
 def step_thresholds_on_liquid(model, liquid_frames, steps=(0, 1, 2, 4, 8),
                               quantile: float = 0.95,
                               candidates=None) -> dict[int, float]:
@@ -291,7 +282,7 @@ def step_thresholds_on_liquid(model, liquid_frames, steps=(0, 1, 2, 4, 8),
     """
     columns = model.candidate_indices(candidates)
     confidences = {k: [] for k in steps}
-    for atoms in _progress(liquid_frames, "liquid frames"):
+    for atoms in progress(liquid_frames, desc="liquid frames"):
         result = model.classify_atoms(atoms, denoise_steps=max(steps), keep_history=True,
                                       candidates=candidates)
         for record in result.history:
@@ -324,96 +315,3 @@ def set_liquid_thresholds(model, liquids, quantile: float, source, log=print) ->
         + ", ".join(f"{k}: {v:.3f}" for k, v in thresholds.items()))
     return {"liquid": list(source), "quantile": quantile,
             "per_step": {str(k): v for k, v in thresholds.items()}}
-
-
-def register_command(subparsers) -> None:
-    p = subparsers.add_parser(
-        "calibrate", help="after training: choose the denoising step size on synthetic "
-                          "validation structures and the unknown thresholds on a LAMMPS liquid")
-    p.add_argument("model", help="model file to calibrate (rewritten unless --output)")
-    p.add_argument("--output", help="write the calibrated model here instead")
-    p.add_argument("--liquid", nargs="+", default=None,
-                   help="liquid snapshot file(s) any ASE reader opens, one liquid per file "
-                        "(default: liquid Al, Ni and Zr made with LAMMPS and cached, see "
-                        "evaluation.md_templates.CALIBRATION_LIQUIDS)")
-    p.add_argument("--quantile", type=float, default=0.95,
-                   help="fraction of liquid atoms to label unknown (default 0.95)")
-    p.add_argument("--keep-step-size", action="store_true",
-                   help="do not re-choose the denoising step size")
-    p.add_argument("--prior-strength", default="auto",
-                   help="how far below fcc/bcc/hcp/diamond the other prototypes' log prior "
-                        "sits: 'auto' chooses it on hot LAMMPS crystals and synthetic "
-                        "validation crystals, 'keep' leaves the file's prior, or a number "
-                        "(0: uniform)")
-    p.add_argument("--averaging-radius", default="keep",
-                   help="neighbour-averaging radius of the logits (Å at 15 Å^3/atom; 0: off), "
-                        "set before everything else is chosen, since the prior, step size "
-                        "and thresholds all act on the averaged logits; 'keep' (default) "
-                        "leaves the file's")
-    p.set_defaults(func=_calibrate)
-
-
-def _calibrate(args) -> int:
-    import json
-    import sys
-
-    from ..model.network import ModelSpec
-    from ..model.files import load_model, read_header, resolve_model_path, save_model
-
-    path = resolve_model_path(args.model)
-    model = load_model(path)
-    header = read_header(path)
-    spec_dict = json.loads(header["spec"])
-    spec = ModelSpec(**{**spec_dict, "phases": tuple(spec_dict["phases"])})
-    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    record = {}
-    if args.averaging_radius != "keep":
-        try:
-            model.averaging_radius = float(args.averaging_radius)
-        except ValueError as exc:
-            raise SystemExit(f"lpfm calibrate: --averaging-radius must be 'keep' or a radius: "
-                             f"{exc}") from None
-    record["averaging_radius"] = model.averaging_radius
-    hot = None
-    if args.prior_strength == "auto":
-        from ..evaluation.md_snapshots import calibration_hot_crystals
-
-        hot, described = calibration_hot_crystals(log=log)
-        record["prior"] = tune_phase_prior(model, hot, log=log)
-        record["prior"]["hot_crystals"] = described
-    elif args.prior_strength != "keep":
-        try:
-            strength = float(args.prior_strength)
-        except ValueError:
-            raise SystemExit(f"lpfm calibrate: --prior-strength must be 'auto', 'keep' or a "
-                             f"number, got {args.prior_strength!r}") from None
-        model.log_prior = prior_of_strength(model.phases, strength)
-        record["prior"] = {"chosen": {"strength": strength}, "common_phases": list(COMMON_PHASES)}
-    if not args.keep_step_size:
-        record["step_size"] = tune_step_size(model, hot_crystals=hot, log=log)
-    if args.liquid:
-        from ase.io import read
-
-        liquids = [read(name, index=":") for name in args.liquid]
-        source = [str(name) for name in args.liquid]
-    else:
-        from ..evaluation.md_snapshots import calibration_liquids
-
-        liquids, source = calibration_liquids(log=log)
-    record["thresholds"] = set_liquid_thresholds(model, liquids, args.quantile, source, log)
-    training = dict(model.metadata.get("training", {}))
-    training["calibration"] = record
-    metadata = {k: v for k, v in model.metadata.items()
-                if k not in ("path", "training", "package_version")}
-    model.metadata = metadata
-    out = save_model(args.output or path, model, spec, training=training)
-    strength = record.get("prior", {}).get("chosen", {}).get("strength")
-    if strength is not None:
-        log(f"  phase prior: prototypes other than {', '.join(COMMON_PHASES)} "
-            f"{strength:g} below them")
-    by_steps = record.get("step_size", {}).get("chosen", {}).get("prior_strengths")
-    if by_steps:
-        log(f"  after k denoising steps: {by_steps} below them")
-    print(f"wrote {out}: averaging radius {model.averaging_radius:g} Å, step size "
-          f"{model.step_size:g} Å^2 (cap {model.max_step:g} Å), thresholds {json.dumps(record['thresholds']['per_step'])}")
-    return 0

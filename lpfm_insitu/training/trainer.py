@@ -220,14 +220,15 @@ class Trainer:
         self.network.decoder.fit_standardization(features)
 
     def train(self, until: int | None = None):
-        from tqdm.auto import tqdm
+        from ..progress import progress
 
         if self.step == 0 and self.network.decoder.standardize:
             self.fit_standardization()
 
         until = self.config.steps if until is None else min(until, self.config.steps)
         self.network.train()
-        bar = tqdm(total=until, initial=self.step, disable=not self.progress, unit="step")
+        bar = progress(total=until, initial=self.step, unit="step", enabled=self.progress,
+                       leave=True)
         while self.step < until:
             t0 = time.perf_counter()
             for group in self.optimizer.param_groups:

@@ -1,0 +1,116 @@
+"""``lpfm calibrate``: after training, choose a model file's phase prior, denoising step
+size and unknown thresholds, and write them into it.
+
+The algorithms are in :mod:`lpfm_insitu.training.calibration`; this command supplies
+what they run on: hot crystals and liquids made with LAMMPS (cached by
+:mod:`lpfm_insitu.evaluation.md_snapshots`) or liquid files the user gives.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "calibrate", help="after training: choose the denoising step size and the unknown "
+                          "thresholds")
+    p.add_argument("model", help="model file to calibrate (rewritten unless --output)")
+    p.add_argument("--output", help="write the calibrated model here instead")
+    p.add_argument("--liquid", nargs="+", default=None,
+                   help="liquid snapshot file(s) any ASE reader opens, one liquid per file "
+                        "(default: liquid Al, Ni and Zr made with LAMMPS and cached, see "
+                        "evaluation.md_templates.CALIBRATION_LIQUIDS)")
+    p.add_argument("--quantile", type=float, default=0.95,
+                   help="fraction of liquid atoms to label unknown (default 0.95)")
+    p.add_argument("--keep-step-size", action="store_true",
+                   help="do not re-choose the denoising step size")
+    p.add_argument("--prior-strength", default="auto",
+                   help="how far below fcc/bcc/hcp/diamond the other prototypes' log prior "
+                        "sits: 'auto' chooses it on hot LAMMPS crystals and synthetic "
+                        "validation crystals, 'keep' leaves the file's prior, or a number "
+                        "(0: uniform)")
+    p.add_argument("--averaging-radius", default="keep",
+                   help="neighbour-averaging radius of the logits (Å at 15 Å^3/atom; 0: off), "
+                        "set before everything else is chosen, since the prior, step size "
+                        "and thresholds all act on the averaged logits; 'keep' (default) "
+                        "leaves the file's")
+    p.set_defaults(func=run)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(args) -> int:
+    from ..model.files import load_model, read_header, resolve_model_path, save_model
+    from ..model.network import ModelSpec
+    from ..training.calibration import (COMMON_PHASES, prior_of_strength,
+                                        set_liquid_thresholds, tune_phase_prior,
+                                        tune_step_size)
+
+    path = resolve_model_path(args.model)
+    model = load_model(path)
+    header = read_header(path)
+    spec_dict = json.loads(header["spec"])
+    spec = ModelSpec(**{**spec_dict, "phases": tuple(spec_dict["phases"])})
+    record = {}
+    if args.averaging_radius != "keep":
+        try:
+            model.averaging_radius = float(args.averaging_radius)
+        except ValueError as exc:
+            raise SystemExit(f"lpfm calibrate: --averaging-radius must be 'keep' or a radius: "
+                             f"{exc}") from None
+    record["averaging_radius"] = model.averaging_radius
+    hot = None
+    if args.prior_strength == "auto":
+        from ..evaluation.md_snapshots import calibration_hot_crystals
+
+        hot, described = calibration_hot_crystals(log=_log)
+        record["prior"] = tune_phase_prior(model, hot, log=_log)
+        record["prior"]["hot_crystals"] = described
+    elif args.prior_strength != "keep":
+        try:
+            strength = float(args.prior_strength)
+        except ValueError:
+            raise SystemExit(f"lpfm calibrate: --prior-strength must be 'auto', 'keep' or a "
+                             f"number, got {args.prior_strength!r}") from None
+        model.log_prior = prior_of_strength(model.phases, strength)
+        record["prior"] = {"chosen": {"strength": strength}, "common_phases": list(COMMON_PHASES)}
+    if not args.keep_step_size:
+        record["step_size"] = tune_step_size(model, hot_crystals=hot, log=_log)
+    liquids, source = _liquids(args.liquid)
+    record["thresholds"] = set_liquid_thresholds(model, liquids, args.quantile, source, _log)
+    training = dict(model.metadata.get("training", {}))
+    training["calibration"] = record
+    metadata = {k: v for k, v in model.metadata.items()
+                if k not in ("path", "training", "package_version")}
+    model.metadata = metadata
+    out = save_model(args.output or path, model, spec, training=training)
+    strength = record.get("prior", {}).get("chosen", {}).get("strength")
+    if strength is not None:
+        _log(f"  phase prior: prototypes other than {', '.join(COMMON_PHASES)} "
+             f"{strength:g} below them")
+    by_steps = record.get("step_size", {}).get("chosen", {}).get("prior_strengths")
+    if by_steps:
+        _log(f"  after k denoising steps: {by_steps} below them")
+    print(f"wrote {out}: averaging radius {model.averaging_radius:g} Å, step size "
+          f"{model.step_size:g} Å^2 (cap {model.max_step:g} Å), thresholds "
+          f"{json.dumps(record['thresholds']['per_step'])}")
+    return 0
+
+
+def _liquids(files):
+    """The liquids to set the unknown thresholds on (frame lists) and where they came from:
+    the user's files, one liquid each, or the cached LAMMPS liquids."""
+    if files:
+        from ase.io import read
+
+        from .paths import existing_input
+
+        return ([read(existing_input(name), index=":") for name in files],
+                [str(name) for name in files])
+    from ..evaluation.md_snapshots import calibration_liquids
+
+    return calibration_liquids(log=_log)
