@@ -15,16 +15,14 @@ UNKNOWN = "unknown"
 
 def labels_from_logits(logits: np.ndarray, phases: Sequence[str], threshold: float = -np.inf,
                        candidates: Sequence[str] | None = None) -> np.ndarray:
-    """Per-atom label names: argmax over the candidates, ``unknown`` below ``threshold``."""
-    logits = np.asarray(logits, dtype=float)
+    """Per-atom label names: the core's decision (argmax over the candidates, ``unknown``
+    below ``threshold``), named so that LPFM, PTM and CNA answers compare directly."""
+    from ..model.inference import labels_from_logits as decide  # torch: not for re-rendering
+
     phases = list(phases)
-    cand = (np.arange(len(phases)) if candidates is None
-            else np.array([phases.index(c) for c in candidates]))
-    sub = logits[:, cand]
-    best = np.argmax(sub, axis=1)
-    confidence = sub[np.arange(len(sub)), best]
-    names = np.array(phases, dtype=object)[cand[best]]
-    names[confidence < threshold] = UNKNOWN
+    cand = None if candidates is None else np.array([phases.index(c) for c in candidates])
+    indices, _, _ = decide(np.asarray(logits, dtype=float), cand, threshold)
+    names = np.array(phases + [UNKNOWN], dtype=object)[indices]  # UNKNOWN_PHASE (-1): last
     return names.astype(str)
 
 
