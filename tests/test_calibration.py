@@ -143,7 +143,7 @@ def test_calibrate_command_writes_thresholds_into_the_model_file(tiny_model, tmp
 
 
 def test_calibrate_command_sets_the_averaging_radius_before_the_thresholds(tiny_model,
-                                                                          tmp_path):
+                                                                          tmp_path, capsys):
     model_path = save_model(tmp_path / "m.safetensors", tiny_model, SPEC)
     liquid = tmp_path / "liquid.extxyz"
     from ase.io import read, write
@@ -164,9 +164,10 @@ def test_calibrate_command_sets_the_averaging_radius_before_the_thresholds(tiny_
     own = step_thresholds_on_liquid(tiny_model, read(liquid, index=":"), steps=(0,))
     assert calibrated.step_thresholds == pytest.approx(expected, abs=1e-6)
     assert abs(expected[0] - own[0]) > 1e-4
-    with pytest.raises(SystemExit, match="averaging_radius must be between 0"):
-        main(["calibrate", str(model_path), "--liquid", str(liquid), "--averaging-radius",
-              "-2"])
+    # a user's mistake: one line and exit status 2, as every lpfm command gives it
+    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--averaging-radius",
+                 "-2"]) == 2
+    assert "averaging_radius must be between 0" in capsys.readouterr().err
 
 
 def test_prior_of_strength_lowers_only_the_uncommon_phases():
@@ -208,7 +209,7 @@ def test_phase_prior_tuning_keeps_the_best_strength_and_sets_it(tiny_model):
         tiny_model.log_prior = {}
 
 
-def test_calibrate_command_sets_a_given_prior_strength(tiny_model, tmp_path):
+def test_calibrate_command_sets_a_given_prior_strength(tiny_model, tmp_path, capsys):
     model_path = save_model(tmp_path / "m.safetensors", tiny_model, SPEC)
     liquid = tmp_path / "liquid.extxyz"
     from ase.io import write
@@ -218,9 +219,9 @@ def test_calibrate_command_sets_a_given_prior_strength(tiny_model, tmp_path):
     assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--keep-step-size",
                  "--prior-strength", "0.5", "--output", str(out)]) == 0
     assert load_model(out).log_prior == {}  # fcc, bcc and hcp are all common
-    with pytest.raises(SystemExit, match="--prior-strength must be"):
-        main(["calibrate", str(model_path), "--liquid", str(liquid), "--prior-strength",
-              "strong"])
+    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--prior-strength",
+                 "strong"]) == 2
+    assert "--prior-strength must be" in capsys.readouterr().err
 
 
 def test_thresholds_over_several_liquids_hold_for_each(tiny_model):

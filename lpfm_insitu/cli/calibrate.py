@@ -44,6 +44,7 @@ def _log(message: str) -> None:
 
 
 def run(args) -> int:
+    from ..errors import LPFMError
     from ..model.files import load_model, read_header, resolve_model_path, save_model
     from ..model.network import ModelSpec
     from ..training.calibration import (COMMON_PHASES, prior_of_strength,
@@ -60,7 +61,7 @@ def run(args) -> int:
         try:
             model.averaging_radius = float(args.averaging_radius)
         except ValueError as exc:
-            raise SystemExit(f"lpfm calibrate: --averaging-radius must be 'keep' or a radius: "
+            raise LPFMError(f"lpfm calibrate: --averaging-radius must be 'keep' or a radius: "
                              f"{exc}") from None
     record["averaging_radius"] = model.averaging_radius
     hot = None
@@ -74,7 +75,7 @@ def run(args) -> int:
         try:
             strength = float(args.prior_strength)
         except ValueError:
-            raise SystemExit(f"lpfm calibrate: --prior-strength must be 'auto', 'keep' or a "
+            raise LPFMError(f"lpfm calibrate: --prior-strength must be 'auto', 'keep' or a "
                              f"number, got {args.prior_strength!r}") from None
         model.log_prior = prior_of_strength(model.phases, strength)
         record["prior"] = {"chosen": {"strength": strength}, "common_phases": list(COMMON_PHASES)}
