@@ -1,4 +1,4 @@
-"""Shared by the in-situ tests (tests/test_insitu_*.py) and the benchmark: a tiny
+"""Shared by the in-situ tests (tests/lammps/test_insitu_*.py) and the benchmark: a tiny
 deterministic model file, LAMMPS dump reading, and the single-process reference."""
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from lpfm_insitu.tracking.snapshot import read_snapshot
 from lpfm_insitu.tracking.timeseries import read_time_series
 from lpfm_insitu.tracking.triggers import CheckpointTrigger, parse_rules
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = Path(__file__).parent / "mpi_scripts" / "tracking_mpi.py"
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = Path(__file__).parents[1] / "mpi_scripts" / "tracking_mpi.py"
 TIMEOUT = 180
 
 pytestmark = pytest.mark.skipif(

@@ -148,7 +148,7 @@ def test_every_committed_training_config_builds_its_trainer(tmp_path):
 
     from lpfm_insitu.training.trainer import Trainer, TrainingConfig
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     paths = sorted([*root.glob("lpfm_insitu/model/shipped/*.yaml"),
                     *root.glob("training/experiments/*.yaml")])
     assert len(paths) >= 8

@@ -13,7 +13,7 @@ import pytest
 from lpfm_insitu.tracking import snapshot as snapshot_mod
 from lpfm_insitu.tracking.snapshot import read_snapshot, write_snapshot
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PHASES = ("A_cI2_229_a", "A_hP2_194_c", "A_hP3_191_ad")
 BOX = ([0.0, 0.0, 0.0], [30.0, 20.0, 10.0], [0.5, 0.0, 0.0])
 

@@ -15,7 +15,7 @@ import pytest
 from lpfm_insitu.tracking.statistics import PhaseStatistics
 from lpfm_insitu.tracking.timeseries import PhaseTimeSeries, read_time_series
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PHASES = ("A_cI2_229_a", "A_hP2_194_c", "A_hP3_191_ad")
 TIMEOUT = 60
 
