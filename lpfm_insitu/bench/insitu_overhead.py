@@ -13,7 +13,10 @@ velocities for ~600 K) the same run is launched three ways through ``mpirun``:
   evaluates at step 0, but in the run's setup, which ``Loop time`` does not include.
 
 Wall time is LAMMPS' ``Loop time`` (the time-step loop only: model loading at the
-``python`` command and the run's setup are left out). Variants are interleaved
+``python`` command and the run's setup are left out). What the loop leaves out is timed
+apart: the whole ``mpirun`` process minus its loop time is start-up (imports, model
+loading, the run's setup with LPFM's step-0 labels) plus the short teardown, and its
+difference between the LPFM and bare runs is what the fix adds before the first step. Variants are interleaved
 (plain, lpfm, cna, plain, ...) so that a change of machine load hits all of them; the
 figures use the median per variant. Evidence that the work was really done is read
 back from every run: the number of classifications (the adapter's own counter) and
@@ -199,8 +202,10 @@ def render(name: str, variant: str, geometry: dict, steps: int, every: int,
                            steps=steps, after_run=after)
 
 
-def _launch(folder: Path, n_ranks: int, model: str, timeout: float) -> tuple[list[str], str]:
-    """mpirun -np N lmp in its own process group, killed as a group on timeout."""
+def _launch(folder: Path, n_ranks: int, model: str,
+            timeout: float) -> tuple[list[str], str, float]:
+    """mpirun -np N lmp in its own process group, killed as a group on timeout; the command,
+    its output and its wall time (s)."""
     from ..evaluation.md_templates import potential_directory
     from ..lammps.launch import lammps_environment, lmp_executable, mpirun_prefix
 
@@ -208,6 +213,7 @@ def _launch(folder: Path, n_ranks: int, model: str, timeout: float) -> tuple[lis
                                     "-nocite", "-var", "lpfm_model", model]
     env = lammps_environment()
     env["LAMMPS_POTENTIALS"] = str(potential_directory())
+    started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -224,7 +230,7 @@ def _launch(folder: Path, n_ranks: int, model: str, timeout: float) -> tuple[lis
                                     folder, out))
     if proc.returncode != 0:
         raise RuntimeError(_failure(f"LAMMPS failed (exit {proc.returncode})", cmd, folder, out))
-    return cmd, out
+    return cmd, out, time.perf_counter() - started
 
 
 def _failure(what: str, cmd: list[str], folder: Path, out: str | None) -> str:
@@ -238,13 +244,14 @@ def run_one(name: str, variant: str, folder: Path, text: str, ranks: int, model:
             timeout: float) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "in.lammps").write_text(text)
-    cmd, out = _launch(folder, ranks, model, timeout)
+    cmd, out, process_s = _launch(folder, ranks, model, timeout)
     loop = LOOP_RE.search(out)
     if loop is None:
         raise RuntimeError(_failure("no 'Loop time' line in LAMMPS' output", cmd, folder, out))
     version = re.search(r"LAMMPS \(([^)]*)\)", out)
     cpu = re.search(r"([0-9.]+)% CPU use", out)  # CPU time / wall: how much the machine gave us
     run = {"wall_s": float(loop.group(1)), "procs": int(loop.group(2)),
+           "process_s": process_s, "outside_loop_s": process_s - float(loop.group(1)),
            "n_atoms": int(loop.group(4)), "lammps_version": version.group(1) if version else None,
            "command": " ".join(cmd), "cpu_use_percent": float(cpu.group(1)) if cpu else None,
            "warnings": sorted({ln.strip() for ln in out.splitlines() if ln.startswith("WARNING")})}
@@ -272,6 +279,10 @@ def _summarise(runs: dict, n_atoms: int) -> dict:
     wall = {v: [r["wall_s"] for r in runs[v]] for v in VARIANTS}
     median = {v: statistics.median(w) for v, w in wall.items()}
     out = {"wall_s": wall, "median_s": median}
+    outside = {v: statistics.median(r["outside_loop_s"] for r in runs[v]) for v in VARIANTS}
+    out["outside_loop_median_s"] = outside
+    # start-up the fix adds before the first step (teardown is the same short exit in both)
+    out["lpfm_startup_extra_s"] = outside["lpfm"] - outside["plain"]
     for v in ("lpfm", "cna"):
         calls = statistics.median(r["invocations"] for r in runs[v])
         extra = median[v] - median["plain"]

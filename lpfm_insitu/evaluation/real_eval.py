@@ -203,7 +203,25 @@ def score_ramp(model, case, frame) -> dict:
     entry["omega_called_with_closure_11_or_14"] = _fraction(
         np.isin(closure["denoised_8"][called], (11, 14)))
     entry["ptm_denoised_8"] = label_breakdown(ptm_labels(denoised, 0.0), top=4)
+    entry["templates_denoised_8"] = _best_templates(denoised, lab["lpfm_8"])
     return entry
+
+
+def _best_templates(atoms, model_labels) -> dict:
+    """Which ideal first shell fits each atom best (``template_match``, PTM's method with
+    a template for every site), among hcp, omega, bcc, fcc and A15: the model's other
+    answer on this frame. Fractions of all atoms and of the atoms the model calls omega
+    or A15."""
+    from ..training.prototypes import A15
+    from .template_match import default_templates, match_templates, site_templates
+
+    match = match_templates(atoms, default_templates() + site_templates(A15, "A15"))
+    best = np.asarray(match["phases"])[match["best"]]
+    model_labels = np.asarray(model_labels)
+    return {"all": label_breakdown(best, top=5),
+            **{f"called_{name}": label_breakdown(best[model_labels == label], top=5)
+               for name, label in (("omega", OMEGA), ("A15", A15))
+               if np.any(model_labels == label)}}
 
 
 def score_shock(model, case, frame, zwall: float | None) -> dict:

@@ -130,6 +130,19 @@ def _breakdown(pairs) -> str:
     return "; ".join(f"{report_name(l)} {pct(f)}" for l, f in pairs) or "–"
 
 
+def _template_lines(templates: dict | None) -> list[str]:
+    """The best-fitting ideal first shell (template_match) on the denoised positions."""
+    if not templates:
+        return []
+    line = ("Best-fitting ideal first shell on the same denoised positions (`template_match`: "
+            "PTM's method with a template for every site, here hcp, omega 1a/2d, bcc, fcc "
+            f"and A15 2a/6c): all atoms {_breakdown(templates['all'])}")
+    for key, title in (("called_omega", "omega"), ("called_A15", "A15")):
+        if key in templates:
+            line += f"; atoms LPFM (8 steps) calls {title}: {_breakdown(templates[key])}"
+    return [line + ".", ""]
+
+
 def render_real(real: dict) -> list[str]:
     cases = real["cases"]
     md_wall = sum((e["md"].get("lammps_wall_s") or 0) for e in cases.values())
@@ -241,6 +254,7 @@ def render_real(real: dict) -> list[str]:
                   f"{pct(e['omega_called_with_closure_11_or_14'])} % close their shell at 11 "
                   "or 14 on the denoised positions. PTM (no cutoff) on the denoised positions: "
                   f"{_breakdown(e['ptm_denoised_8'])}.", "",
+                  *_template_lines(e.get("templates_denoised_8")),
                   _method_table("", [["omega (%)"] + [pct(e["omega"][m]) for m in methods],
                                      ["labels"] + [_breakdown(e["breakdown"][m])
                                                    for m in methods]], methods), ""]

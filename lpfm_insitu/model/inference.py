@@ -426,7 +426,8 @@ class PhaseModel:
             graph = searched[cutoff] = graph_of(positions, cutoff, device=None)
             sender, receiver = graph.edge_index
             # each receiver's edges (searches come sorted by receiver), centre -> neighbour
-            return receiver, sender, positions[sender] - positions[receiver] - graph.shifts
+            return (receiver, sender, positions[sender] - positions[receiver] - graph.shifts,
+                    graph.lengths)
 
         scales = estimate_local_scale(positions, n_owned, neighbours, halo.forward,
                                       SEARCH_REACH * float(typical_distance),

@@ -137,21 +137,25 @@ def estimate_local_scale(positions: np.ndarray, n_owned: int,
     """The local scale of every atom (owned ones computed, ghosts filled by ``forward``).
 
     ``neighbours(cutoff)`` returns ``(sender, receiver, vectors)`` of every pair within
-    ``cutoff`` (input units; vectors from sender to receiver). ``search_reach`` must cover
+    ``cutoff`` (input units; vectors from sender to receiver), and may add their lengths
+    as a fourth array (a search measures them anyway). ``search_reach`` must cover
     ``K_NEAREST`` neighbours and the kernel of every owned atom; an atom whose kernel
     would reach past it is given its mean distance from what the search found.
     Collective over a subdomain (two ``forward`` calls), whatever the atom count.
     """
     n_all = len(positions)
-    sender, receiver, vectors = neighbours(search_reach)
-    lengths = np.linalg.norm(vectors, axis=1)
-    isolated = np.bincount(sender[sender < n_owned], minlength=n_owned) < K_NEAREST
+    found = neighbours(search_reach)
+    sender, receiver, vectors = found[:3]
+    lengths = found[3] if len(found) > 3 else np.linalg.norm(vectors, axis=1)
+    owned = sender < n_owned
+    if owned.all():  # a whole periodic cell: no ghost rows to drop (saves edge-sized copies)
+        owned = slice(None)
+    isolated = np.bincount(sender[owned], minlength=n_owned) < K_NEAREST
     mean_distance = mean_neighbour_distance(sender, lengths, n_owned)
     # an isolated atom (gas, debris) has no kernel to speak of: give it the search's reach
     mean_distance = np.minimum(mean_distance, search_reach / (KERNEL_TRUNCATION * KERNEL_WIDTH))
     width = KERNEL_WIDTH * mean_distance
 
-    owned = sender < n_owned
     centre, length, vec = sender[owned], lengths[owned], vectors[owned]
     w_centre = width[centre]
     inside = length < KERNEL_TRUNCATION * w_centre
@@ -175,7 +179,10 @@ def estimate_local_scale(positions: np.ndarray, n_owned: int,
     # rank's ghost shell, that of the material)
     counted = ~every_exposed[neighbour_of]
     centre_near = centre[near][counted]
-    total = np.bincount(centre_near, every_volume[neighbour_of][counted], minlength=n_owned)
+    # float even when no atom has an unexposed neighbour (numpy gives an empty weighted
+    # bincount integer type: a thin film or a small cluster then failed to classify)
+    total = np.bincount(centre_near, every_volume[neighbour_of][counted],
+                        minlength=n_owned).astype(np.float64)
     count = np.bincount(centre_near, minlength=n_owned).astype(float)
     keep_own = ~exposed | (count == 0)  # an atom with no unexposed neighbour keeps its own
     total += np.where(keep_own, volume, 0.0)

@@ -26,7 +26,7 @@ def reusing_search(scales: LocalScale, positions: np.ndarray, graph_of):
 
     def graph_of_reusing(input_positions, cutoff):
         if input_positions is positions and cutoff <= scales.search_reach:
-            return search.within(input_positions, cutoff)
+            return search.within(None, cutoff)  # its own positions: keep its lengths
         return graph_of(input_positions, cutoff)
 
     return graph_of_reusing

@@ -180,6 +180,7 @@ assert len(PROTOTYPES) == len(_PROTOTYPE_LIST), "duplicate prototype label"
 FCC, BCC, HCP = "A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c"
 DIAMOND, HEX_DIAMOND = "A_cF8_227_a", "A_hP4_194_f"
 OMEGA, SC = "A_hP3_191_ad", "A_cP1_221_a"
+A15 = "A_cP8_223_ac"  # what the default model calls most of the transformed Ti ramp
 
 
 #: The short name a user knows each prototype by (shown in plots, summaries, thermo

@@ -259,3 +259,16 @@ def test_the_shock_wall_is_read_from_the_substituted_echo():
            "fix             mirror all wall/reflect zlo ${zwall}\n")
     assert _zwall(log) == pytest.approx(-0.5224)
     assert _zwall("nothing here\n") is None
+
+
+def test_the_ramp_template_check_finds_omega_and_names_what_the_model_called_a15():
+    """The model-free check of the Ti ramp: on an ideal omega crystal every atom fits an
+    omega site best (not A15's), and the fractions are split by the model's labels."""
+    from lpfm_insitu.evaluation.real_eval import _best_templates
+    from lpfm_insitu.training.prototypes import A15, OMEGA, build_prototype
+
+    atoms = build_prototype(OMEGA, 17.0, primitive=False).repeat((3, 3, 3))
+    labels = np.array([OMEGA] * (len(atoms) - 3) + [A15] * 3)
+    check = _best_templates(atoms, labels)
+    assert check["all"] == [(OMEGA, 1.0)]
+    assert check["called_omega"] == [(OMEGA, 1.0)] and check["called_A15"] == [(OMEGA, 1.0)]

@@ -122,3 +122,49 @@ def test_a_fixed_nn_distance_still_overrides(model):
     fixed = model.classify_atoms(atoms, nn_distance=3.615 / np.sqrt(2))
     np.testing.assert_allclose(fixed.length_scale, fixed.length_scale[0])
     assert not fixed.at_surface.any()
+
+
+def test_the_search_lengths_give_the_same_scales_as_recomputed_ones():
+    """The local scale may take the search's own edge lengths (what the model passes)
+    instead of measuring the vectors again: the same scales and openness."""
+    atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat(4)
+    atoms.rattle(0.1, seed=5)
+    positions, cell = atoms.get_positions(), np.asarray(atoms.cell)
+
+    def neighbours(with_lengths):
+        def search(cutoff):
+            graph = periodic_graph(positions, cell, atoms.pbc, cutoff)
+            sender, receiver = graph.edge_index
+            found = (sender, receiver, positions[receiver] - positions[sender] + graph.shifts)
+            return found + (graph.lengths,) if with_lengths else found
+        return search
+
+    typical = equivalent_nn_distance(atoms.get_volume() / len(atoms))
+    a, b = (estimate_local_scale(positions, len(atoms), neighbours(w), NoHalo().forward,
+                                 2.4 * typical, REFERENCE_ATOMIC_VOLUME) for w in (False, True))
+    np.testing.assert_allclose(a.scale, b.scale, rtol=1e-12)
+    np.testing.assert_allclose(a.openness, b.openness, rtol=1e-9, atol=1e-12)
+
+
+def test_a_graph_cut_down_with_its_own_lengths_keeps_the_same_edges():
+    """``Graph.within(None, r)`` (the search's lengths) keeps the edges that recomputing
+    the lengths from the positions keeps."""
+    atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat(3)
+    atoms.rattle(0.1, seed=6)
+    positions = atoms.get_positions()
+    graph = periodic_graph(positions, np.asarray(atoms.cell), atoms.pbc, 6.0)
+    own, recomputed = graph.within(None, 3.0), graph.within(positions, 3.0)
+    np.testing.assert_array_equal(own.edge_index, recomputed.edge_index)
+    np.testing.assert_allclose(own.lengths, recomputed.lengths, rtol=1e-12)
+    assert 0 < own.n_edges < graph.n_edges
+
+
+def test_a_cluster_of_surface_atoms_only_classifies_as_unknown(model):
+    """Every atom exposed (a thin film, a small cluster), so no atom has an unexposed
+    neighbour to take its scale from: it still classifies (this used to fail in numpy's
+    integer-typed empty bincount), and every atom is unknown."""
+    atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat((3, 3, 1))
+    atoms.center(vacuum=8.0)
+    result = model.classify_atoms(atoms)
+    assert result.at_surface.all()
+    assert set(result.label_names) == {"unknown"}
