@@ -514,4 +514,3 @@ def test_labels_from_logits_threshold_candidates_and_surface():
     assert list(labels_from_logits(logits, at_surface=at_surface)[0]) == [0, UNKNOWN_PHASE, 1]
     empty = labels_from_logits(np.zeros((0, 3)))
     assert [len(a) for a in empty] == [0, 0, 0]
-
