@@ -16,11 +16,12 @@ Wall time is LAMMPS' ``Loop time`` (the time-step loop only: model loading at th
 ``python`` command and the run's setup are left out). What the loop leaves out is timed
 apart: the whole ``mpirun`` process minus its loop time is start-up (imports, model
 loading, the run's setup with LPFM's step-0 labels) plus the short teardown, and its
-difference between the LPFM and bare runs is what the fix adds before the first step. Variants are interleaved
-(plain, lpfm, cna, plain, ...) so that a change of machine load hits all of them; the
-figures use the median per variant. Evidence that the work was really done is read
-back from every run: the number of classifications (the adapter's own counter) and
-the fraction of atoms labelled, and the number of CNA evaluations inside the loop.
+difference between the LPFM and bare runs is what the fix adds before the first step.
+Variants are interleaved (plain, lpfm, cna, plain, ...) so that a change of machine load
+hits all of them; the figures use the median per variant. Evidence that the work was
+really done is read back from every run: the number of classifications (the adapter's own
+counter) and the fraction of atoms labelled, and the number of CNA evaluations inside the
+loop.
 '''
 
 from __future__ import annotations

@@ -132,9 +132,10 @@ SYSTEMS: tuple[MDSystem, ...] = (
     MDSystem("Ti_hcp_1000K", "HCP Ti, Hennig spline-MEAM, 1000 K", HCP, "Ti", 47.867,
              _hcp_lattice(2.95, 1.587), (11, 6, 7), "meam/spline", "Ti.meam.spline", 1000.0,
              barostat="aniso"),
+    # beta Ti's thermal displacements run towards omega and hcp: the hardest hot crystal
     MDSystem("Ti_bcc_1400K", "BCC (beta) Ti, Hennig spline-MEAM, 1400 K", BCC, "Ti", 47.867,
              "lattice         bcc 3.31", (10, 10, 10), "meam/spline", "Ti.meam.spline",
-             1400.0, note="beta Ti fluctuates towards omega and hcp: the hardest hot crystal"),
+             1400.0),
     MDSystem("Si_diamond_1600K", "diamond Si, Stillinger-Weber (Tm ~1690 K), 1600 K", DIAMOND,
              "Si", 28.0855, "lattice         diamond 5.431", (6, 6, 6), "sw", "Si.sw", 1600.0,
              candidates=SI_CANDIDATES, diamond=True),

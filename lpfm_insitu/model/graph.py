@@ -40,9 +40,10 @@ class Graph:
     def within(self, positions: np.ndarray | None, cutoff: float) -> "Graph":
         """The edges no longer than ``cutoff``: a shorter-range graph without a new search.
 
-        ``positions`` None: those the graph was searched on, whose ``lengths`` it keeps
-        (no edge lengths to recompute: at ~80 edges per atom that was a third of the
-        cost of reading the local scale)."""
+        ``positions`` None: those the graph was searched on, whose ``lengths`` it keeps,
+        so none are recomputed (the local scale's search has ~80 edges per atom: cutting
+        it to the network's cutoff took 0.059 s of a 0.49 s classification of 10^4 atoms
+        with the norms, 0.016 s without)."""
         sender, receiver = self.edge_index
         if positions is None:
             if self.lengths is None:
