@@ -128,7 +128,7 @@ def check_mace() -> Check:
     notice = io.StringIO()
     with contextlib.redirect_stdout(notice), contextlib.redirect_stderr(notice):
         try:
-            from ..model.torch_compat import import_mace_quietly
+            from ..model.mace_import import import_mace_quietly
 
             missing_accelerator = import_mace_quietly()
         except Exception:  # noqa: BLE001 - check_distribution says what is wrong

@@ -79,7 +79,7 @@ def read_frames(path: str | Path, index: str = "-1", fmt: str | None = None,
 
 def load_model_for_cli(name: str, **kwargs):
     """``load_model`` with a model file error as one line (LPFMError)."""
-    from ..model.torch_compat import import_mace_quietly
+    from ..model.mace_import import import_mace_quietly
 
     import_mace_quietly()
     from ..model.files import ModelFileError, load_model

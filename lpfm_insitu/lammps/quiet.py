@@ -22,7 +22,7 @@ def quietly():
 def core_inference():
     """``lpfm_insitu.model.inference``, imported quietly."""
     with quietly():
-        from ..model.torch_compat import import_mace_quietly
+        from ..model.mace_import import import_mace_quietly
 
         import_mace_quietly()  # its accelerator notice goes to stderr, not to stdout
         from ..model import inference

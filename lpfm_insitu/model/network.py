@@ -18,8 +18,6 @@ a periodic cell (edges carry cell shifts) and an MPI subdomain with ghost atoms
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,10 +27,9 @@ import torch
 from . import torch_compat as _torch_compat  # noqa: F401  (must precede e3nn)
 from e3nn import o3  # noqa: E402
 
-# mace prints a notice (cuequivariance missing) on stdout when first imported, which would
-# corrupt what our commands print there (`lpfm classify --json`): send it to stderr.
-with contextlib.redirect_stdout(sys.stderr):
-    from mace import modules as mace_modules  # noqa: E402
+from .mace_import import mace_network_parts  # noqa: E402
+
+_mace = mace_network_parts()
 
 from .fused_convolution import fuse_first_convolutions  # noqa: E402
 
@@ -135,13 +132,13 @@ def shape_invariants(vectors: torch.Tensor, lengths: torch.Tensor, receiver: tor
 
 def build_compact_mace(config: BackboneConfig) -> torch.nn.Module:
     """A one-element MACE: the model is chemistry-agnostic, so every atom gets one embedding."""
-    return mace_modules.MACE(
+    return _mace.MACE(
         r_max=config.r_max,
         num_bessel=config.num_bessel,
         num_polynomial_cutoff=config.num_polynomial_cutoff,
         max_ell=config.max_ell,
-        interaction_cls=mace_modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
-        interaction_cls_first=mace_modules.interaction_classes["RealAgnosticInteractionBlock"],
+        interaction_cls=_mace.blocks.RealAgnosticResidualInteractionBlock,
+        interaction_cls_first=_mace.blocks.RealAgnosticInteractionBlock,
         num_interactions=config.num_interactions,
         num_elements=1,
         hidden_irreps=o3.Irreps(f"{config.channels}x0e"),
@@ -428,6 +425,7 @@ def mace_architecture(mace: torch.nn.Module) -> dict[str, Any]:
 
 def rebuild_mace(arch: dict[str, Any]) -> torch.nn.Module:
     """Rebuild a MACE module from ``mace_architecture`` output, without unpickling anything."""
+    from mace import modules as mace_modules
     from mace.modules import blocks
 
     kwargs = {k: v for k, v in arch.items() if k != "model_class"}

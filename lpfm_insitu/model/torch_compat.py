@@ -35,18 +35,3 @@ def silence_torchscript_notes() -> None:
 
 silence_torchscript_notes()
 
-
-def import_mace_quietly() -> bool:
-    """Import mace-torch without its notice that the optional cuequivariance accelerator
-    is missing (printed once per process, so once per MPI rank); ``lpfm doctor`` reports
-    it instead. Returns whether the notice was given."""
-    import contextlib
-    import io
-    import sys
-
-    if "mace.tools.cg" in sys.modules:
-        return False
-    notice = io.StringIO()
-    with contextlib.redirect_stdout(notice):
-        import mace.tools.cg  # noqa: F401
-    return "cuequivariance" in notice.getvalue()
