@@ -8,7 +8,8 @@ Python module, a hot-ish fcc Cu crystal: the in-situ overhead benchmark's Cu) fo
    coverage check, model, write-back) against the bare model call the adapter makes on
    the same atoms in the same process (``classify_subdomain`` on owned + ghost atoms,
    or ``classify_atoms`` on the owned atoms of a single-rank periodic box), on 1 and 2
-   ranks; the overhead is (invocation - model call) / model call;
+   ranks, both reading the length scale per atom (the default); the overhead is
+   (invocation - model call) / model call;
 2. ghost atoms per owned atom at 10^4 and 10^5 atoms per rank, from LAMMPS' own ghost
    counts (``run 0``, no model) with the ``comm_modify cutoff`` the model needs, and
    for an ideal cubic subdomain;
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..model.local_scale import SCALE_FLOOR, equivalent_nn_distance, typical_scale
 from .insitu_overhead import SKIN, SYSTEMS, model_needs
 
 CU = SYSTEMS["cu_eam"]
@@ -75,6 +77,8 @@ def worker_timing(args) -> dict:
     lpfm = configure(model=args.model, fix="lpfm", every=1, ops="all", verbose=False,
                      device=args.device, precision=args.precision)
     clf = lpfm.classifier
+    # the direct call reads the length scale per atom, as the invocation does by default
+    typical = equivalent_nn_distance(CU_ATOMIC_VOLUME)
     scale = clf.model.length_scale(atomic_volume=CU_ATOMIC_VOLUME)
     n_phases = len(clf.phases)
     lmp = _lammps(grid="* * *", nx=args.cells, ny=args.cells, nz=args.cells, cutoff=cutoff,
@@ -92,6 +96,11 @@ def worker_timing(args) -> dict:
     sub = gather_subdomain(lmp)
     size = comm.Get_size()
     keep = within_reach(sub.positions, sub.n_local, reach, sub.box_lo, sub.box_hi, sub.tilts)
+    n_ghost_used = int(keep.sum()) - sub.n_local
+    # the ghosts the invocation keeps before it knows the local scales (see classifier.py)
+    prune_reach = model.receptive_field(SCALE_FLOOR * typical_scale(typical), 0)
+    keep = within_reach(sub.positions, sub.n_local, prune_reach, sub.box_lo, sub.box_hi,
+                        sub.tilts)
     positions, ids = sub.positions[keep], sub.ids[keep]
     direct, graph_times = [], []
     from ..model.graph import open_graph
@@ -100,11 +109,12 @@ def worker_timing(args) -> dict:
         comm.Barrier()
         t = time.perf_counter()
         if size == 1:
-            clf._classify_periodic(sub.positions[:sub.n_local], sub, scale)
+            clf._classify_periodic(sub.positions[:sub.n_local], sub, None)
         else:
             halo = build_halo(clf._comm, ids, sub.n_local)
             t = time.perf_counter()  # the halo plan is adapter work: not part of the model call
-            model.classify_subdomain(positions, sub.n_local, scale, halo)
+            model.classify_subdomain(positions, sub.n_local, None, halo,
+                                     typical_distance=typical)
         elapsed = time.perf_counter() - t
         t = time.perf_counter()
         open_graph(positions * scale, model.cutoff)
@@ -120,7 +130,7 @@ def worker_timing(args) -> dict:
     local["graph_open"] = float(np.median(graph_times))
     local["n_local"] = sub.n_local
     local["n_ghost"] = sub.n_ghost
-    local["n_ghost_used"] = int(keep.sum()) - sub.n_local
+    local["n_ghost_used"] = n_ghost_used
     gathered = comm.gather(local, root=0)
     lmp.close()
     if comm.Get_rank() != 0:
