@@ -90,18 +90,18 @@ def score(model, system, raw, thresholds) -> dict:
         lg = raw["logits"][s]
         entry = {
             "argmax": measure(labels_from_logits(lg, phases)),
-            "model_threshold": measure(labels_from_logits(lg, phases, model.threshold_for(s))),
+            "model_threshold": measure(labels_from_logits(lg, phases, model.unknown_thresholds(s))),
         }
         if s in thresholds:  # the threshold calibrated on the liquid after the same steps
             entry["liquid_threshold"] = measure(labels_from_logits(lg, phases, thresholds[s]))
         entry["breakdown"] = label_breakdown(labels_from_logits(
-            lg, phases, model.threshold_for(s)))
+            lg, phases, model.unknown_thresholds(s)))
         entry["mean_confidence"] = float(confidence_of(lg, phases).mean())
         out["lpfm"][str(s)] = entry
         cl = raw["candidate_logits"][s]
         out.setdefault("lpfm_candidates", {})[str(s)] = {
             "argmax": measure(labels_from_logits(cl, phases, candidates=system.candidates)),
-            "model_threshold": measure(labels_from_logits(cl, phases, model.threshold_for(s),
+            "model_threshold": measure(labels_from_logits(cl, phases, model.unknown_thresholds(s),
                                                           system.candidates)),
             "n_atoms": int(len(cl)),
         }

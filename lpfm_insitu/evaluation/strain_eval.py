@@ -54,14 +54,14 @@ def _scores(model, atoms, true_label, nn_distance, diamond, candidates=None) -> 
                                           keep_history=True)
         out["candidates"] = {
             str(r["step"]): float(np.mean(labels_from_logits(
-                r["logits"], model.phases, model.threshold_for(r["step"]),
+                r["logits"], model.phases, model.unknown_thresholds(r["step"]),
                 candidates) == true_label))
             for r in restricted.history if r["step"] in STEPS}
     for record in result.history:
         if record["step"] not in STEPS:
             continue
         step = record["step"]
-        labels = labels_from_logits(record["logits"], model.phases, model.threshold_for(step))
+        labels = labels_from_logits(record["logits"], model.phases, model.unknown_thresholds(step))
         argmax = labels_from_logits(record["logits"], model.phases)
         wrong = labels[labels != true_label]
         out[str(step)] = {

@@ -51,7 +51,7 @@ def run_synthetic(model, *, sigmas=(0.0, 0.15, 0.30), structures_per_sigma: int 
                     if record["step"] in correct:
                         plain = labels_from_logits(record["logits"], phases)
                         thresholded = labels_from_logits(
-                            record["logits"], phases, model.threshold_for(record["step"]))
+                            record["logits"], phases, model.unknown_thresholds(record["step"]))
                         correct[record["step"]][0] += int(np.sum(plain == label))
                         correct[record["step"]][1] += int(np.sum(thresholded == label))
                         called[record["step"]].append(plain)

@@ -50,6 +50,7 @@ def save_model(path: str | Path, model: PhaseModel, spec: ModelSpec, *,
         "step_thresholds": json.dumps({str(k): v for k, v in model.step_thresholds.items()}),
         "log_prior": json.dumps(model.log_prior),
         "step_log_priors": json.dumps({str(k): v for k, v in model.step_log_priors.items()}),
+        "phase_thresholds": json.dumps({str(k): v for k, v in model.phase_thresholds.items()}),
         "step_size": repr(model.step_size),
         "max_step": repr(model.max_step),
         "averaging_radius": repr(model.averaging_radius),
@@ -161,6 +162,8 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str = "cpu",
                       step_log_priors={int(k): v for k, v in
                                        json.loads(header.get("step_log_priors", "{}")).items()},
                       averaging_radius=float(header.get("averaging_radius", 0.0)),
+                      phase_thresholds={int(k): v for k, v in
+                                        json.loads(header.get("phase_thresholds", "{}")).items()},
                       metadata=metadata, device=device, precision=precision)
 
 

@@ -47,7 +47,8 @@ def labels_from_logits(logits: np.ndarray, candidates: np.ndarray | None = None,
 
     The label is the argmax over the ``candidates`` (phase indices; None: all), as an
     index into all phases, or ``UNKNOWN_PHASE`` where the confidence (that largest logit)
-    is below ``threshold`` or the atom is ``at_surface``. The probability is the softmax
+    is below ``threshold`` (one value, or one per phase of ``logits``: the label's) or the
+    atom is ``at_surface``. The probability is the softmax
     probability of the label among the candidates.
     """
     logits = np.asarray(logits)
@@ -58,7 +59,11 @@ def labels_from_logits(logits: np.ndarray, candidates: np.ndarray | None = None,
     shifted = sub - confidence[:, None] if len(sub) else sub
     probability = 1.0 / np.exp(shifted).sum(axis=1) if len(sub) else np.zeros(0)
     labels = cand[best].astype(np.int64)
-    labels[confidence < threshold] = UNKNOWN_PHASE
+    if np.ndim(threshold):  # one threshold per phase (all phases), read at each label
+        limit = np.asarray(threshold, dtype=float)[labels] if len(labels) else np.zeros(0)
+    else:
+        limit = threshold
+    labels[confidence < limit] = UNKNOWN_PHASE
     if at_surface is not None:
         # a free-surface atom's environment is half a crystal's: no prototype describes
         # it, though its logits may still favour one (measured: 99% of a Cu slab's outer
@@ -76,7 +81,8 @@ class PhaseModel:
                  device: str | torch.device = "cpu", precision: str = "fp32",
                  step_thresholds: dict[int, float] | None = None,
                  log_prior: dict[str, float] | None = None, averaging_radius: float = 0.0,
-                 step_log_priors: dict[int, dict[str, float]] | None = None):
+                 step_log_priors: dict[int, dict[str, float]] | None = None,
+                 phase_thresholds: dict[int, dict[str, float]] | None = None):
         self.network = network.eval()
         self.phases = tuple(phases)
         self.log_prior = log_prior or {}
@@ -87,6 +93,11 @@ class PhaseModel:
         # rejects a liquid before denoising lets it through after 8 steps. Thresholds
         # calibrated after k steps (k -> value) are used for runs of at least k steps.
         self.step_thresholds = {int(k): float(v) for k, v in (step_thresholds or {}).items()}
+        # A lattice a near-melting liquid's atoms mimic (HCP: icosahedral-like order) may
+        # need a higher threshold than the others; k -> {phase: threshold}, which only
+        # ever raises the step's threshold for atoms labelled that phase.
+        self.phase_thresholds = {int(k): {str(p): float(t) for p, t in v.items()}
+                                 for k, v in (phase_thresholds or {}).items()}
         self.step_size = float(step_size)  # Å^2 (model units): r += step_size * score
         self.max_step = float(max_step)  # Å (model units) per atom per step
         self.metadata = dict(metadata or {})
@@ -109,6 +120,7 @@ class PhaseModel:
         radius, thresholds, step size, precision), so a setting added later is not lost."""
         twin = shallow_copy(self)
         twin.step_thresholds = dict(self.step_thresholds)
+        twin.phase_thresholds = {k: dict(v) for k, v in self.phase_thresholds.items()}
         twin._step_log_priors = dict(self._step_log_priors)
         twin.metadata = dict(self.metadata)
         return twin
@@ -218,6 +230,19 @@ class PhaseModel:
         if not calibrated:
             return self.confidence_threshold
         return self.step_thresholds[max(calibrated)]
+
+    def unknown_thresholds(self, denoise_steps: int) -> np.ndarray:
+        """The threshold of each phase (an atom labelled it is unknown below) for a run of
+        ``denoise_steps`` steps: ``threshold_for``, raised where ``phase_thresholds``
+        says so."""
+        limits = np.full(len(self.phases), self.threshold_for(denoise_steps))
+        calibrated = [k for k in self.phase_thresholds if k <= denoise_steps]
+        if calibrated:
+            for phase, value in self.phase_thresholds[max(calibrated)].items():
+                if phase in self.phases:
+                    k = self.phases.index(phase)
+                    limits[k] = max(limits[k], value)
+        return limits
 
     def candidate_indices(self, candidates: Sequence[str] | None) -> np.ndarray:
         if candidates is None:
@@ -479,9 +504,9 @@ class PhaseModel:
                                        self.averaging_radius, network_graph, atom_scale)
 
     def decide(self, logits, cand, denoise_steps: int = 0, scales: LocalScale | None = None):
-        """``labels_from_logits`` with this model's threshold for ``denoise_steps`` steps;
+        """``labels_from_logits`` with this model's thresholds for ``denoise_steps`` steps;
         free-surface atoms of ``scales`` are unknown."""
-        return labels_from_logits(logits, cand, self.threshold_for(denoise_steps),
+        return labels_from_logits(logits, cand, self.unknown_thresholds(denoise_steps),
                                   None if scales is None else scales.at_surface)
 
 

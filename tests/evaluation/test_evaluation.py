@@ -186,6 +186,9 @@ def test_md_scoring_on_toy_logits():
         def threshold_for(self, steps):
             return self.confidence_threshold
 
+        def unknown_thresholds(self, steps):
+            return np.full(len(self.phases), self.confidence_threshold)
+
     crystal, liquid = SYSTEMS_BY_NAME["Cu_fcc_1200K"], SYSTEMS_BY_NAME["Cu_liquid_2000K"]
     fcc_logits = np.tile([2.0, 1.0, 0.0, 0.0], (10, 1))
     fcc_logits[:2] = [0.5, 1.0, 0.0, 0.0]  # two atoms called bcc, confidence 1.0

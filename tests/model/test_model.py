@@ -336,6 +336,30 @@ def test_threshold_marks_unknown(small_model):
     assert again.fractions()["unknown"] == pytest.approx(unknown.mean())
 
 
+def test_a_phase_threshold_raises_only_that_phases_threshold(small_model):
+    atoms = _rattled_fcc()
+    result = small_model.classify_atoms(atoms)
+    names = small_model.phases
+    label = int(np.bincount(result.labels).argmax())
+    raised = float(np.median(result.confidence[result.labels == label]))
+    small_model.phase_thresholds = {0: {names[label]: raised}, 4: {names[label]: np.inf}}
+    try:
+        again = small_model.classify_atoms(atoms)
+        limits = small_model.unknown_thresholds(0)
+        assert limits[label] == raised
+        assert np.all(np.delete(limits, label) == small_model.threshold_for(0))
+        # a lower phase threshold than the step's never lowers it
+        small_model.phase_thresholds = {0: {names[label]: -np.inf}}
+        assert np.all(small_model.unknown_thresholds(0) == small_model.threshold_for(0))
+    finally:
+        small_model.phase_thresholds = {}
+    was = result.labels == label
+    gone = was & (result.confidence < raised)
+    assert 0 < gone.sum() < was.sum()
+    np.testing.assert_array_equal(again.labels[gone], UNKNOWN_PHASE)
+    np.testing.assert_array_equal(again.labels[~gone], result.labels[~gone])
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda a: a.positions.__setitem__((0, 0), np.nan), "non-finite positions"),
     (lambda a: a.set_cell(np.zeros((3, 3))) or a.set_pbc(True), "zero volume"),
