@@ -59,10 +59,8 @@ def labels_from_logits(logits: np.ndarray, candidates: np.ndarray | None = None,
     shifted = sub - confidence[:, None] if len(sub) else sub
     probability = 1.0 / np.exp(shifted).sum(axis=1) if len(sub) else np.zeros(0)
     labels = cand[best].astype(np.int64)
-    if np.ndim(threshold):  # one threshold per phase (all phases), read at each label
-        limit = np.asarray(threshold, dtype=float)[labels] if len(labels) else np.zeros(0)
-    else:
-        limit = threshold
+    # one threshold, or one per phase (all phases), read at each atom's label
+    limit = np.asarray(threshold, dtype=float)[labels] if np.ndim(threshold) else threshold
     labels[confidence < limit] = UNKNOWN_PHASE
     if at_surface is not None:
         # a free-surface atom's environment is half a crystal's: no prototype describes
@@ -70,6 +68,13 @@ def labels_from_logits(logits: np.ndarray, candidates: np.ndarray | None = None,
         # layer at FCC's confidence, alpha-Hg after denoising)
         labels[at_surface[:len(labels)]] = UNKNOWN_PHASE
     return labels, confidence, probability
+
+
+def calibrated_for(by_steps: dict, denoise_steps: int, default):
+    """The setting calibrated for the most denoising steps not above ``denoise_steps``
+    (settings calibrated after k steps hold for runs of at least k), else ``default``."""
+    calibrated = [k for k in by_steps if k <= denoise_steps]
+    return by_steps[max(calibrated)] if calibrated else default
 
 
 class PhaseModel:
@@ -214,8 +219,7 @@ class PhaseModel:
 
     def log_prior_for(self, denoise_steps: int) -> np.ndarray:
         """The per-phase log prior of a run of ``denoise_steps`` steps over all phases."""
-        calibrated = [k for k in self._step_log_priors if k <= denoise_steps]
-        return self._step_log_priors[max(calibrated)] if calibrated else self._log_prior
+        return calibrated_for(self._step_log_priors, denoise_steps, self._log_prior)
 
     def decision_prior(self, candidates: np.ndarray, denoise_steps: int = 0) -> np.ndarray:
         """The log prior added to the logits before deciding: ``log_prior_for``, or
@@ -226,22 +230,17 @@ class PhaseModel:
 
     def threshold_for(self, denoise_steps: int) -> float:
         """The unknown threshold for a run of ``denoise_steps`` steps."""
-        calibrated = [k for k in self.step_thresholds if k <= denoise_steps]
-        if not calibrated:
-            return self.confidence_threshold
-        return self.step_thresholds[max(calibrated)]
+        return calibrated_for(self.step_thresholds, denoise_steps, self.confidence_threshold)
 
     def unknown_thresholds(self, denoise_steps: int) -> np.ndarray:
         """The threshold of each phase (an atom labelled it is unknown below) for a run of
         ``denoise_steps`` steps: ``threshold_for``, raised where ``phase_thresholds``
         says so."""
         limits = np.full(len(self.phases), self.threshold_for(denoise_steps))
-        calibrated = [k for k in self.phase_thresholds if k <= denoise_steps]
-        if calibrated:
-            for phase, value in self.phase_thresholds[max(calibrated)].items():
-                if phase in self.phases:
-                    k = self.phases.index(phase)
-                    limits[k] = max(limits[k], value)
+        for phase, value in calibrated_for(self.phase_thresholds, denoise_steps, {}).items():
+            if phase in self.phases:
+                k = self.phases.index(phase)
+                limits[k] = max(limits[k], value)
         return limits
 
     def candidate_indices(self, candidates: Sequence[str] | None) -> np.ndarray:

@@ -117,4 +117,3 @@ def import_mace_quietly() -> bool:
     notice = io.StringIO()
     mace_network_parts(notice)
     return "cuequivariance" in notice.getvalue()
-
