@@ -24,6 +24,11 @@ def add_parser(subparsers) -> None:
                         "evaluation.md_templates.CALIBRATION_LIQUIDS)")
     p.add_argument("--quantile", type=float, default=0.95,
                    help="fraction of liquid atoms to label unknown (default 0.95)")
+    p.add_argument("--hot-loss", type=float, default=0.002,
+                   help="per-phase thresholds: raise a phase's unknown threshold until no "
+                        "liquid atom is labelled it, but only as far as costs its hot LAMMPS "
+                        "crystal (noisy synthetic one, for the phases without) this fraction "
+                        "of its atoms (default 0.002; 0: one threshold for every phase)")
     p.add_argument("--keep-step-size", action="store_true",
                    help="do not re-choose the denoising step size")
     p.add_argument("--prior-strength", default="auto",
@@ -48,14 +53,17 @@ def run(args) -> int:
     from ..model.files import load_model, read_header, resolve_model_path, save_model
     from ..model.network import ModelSpec
     from ..training.calibration import (COMMON_PHASES, prior_of_strength,
-                                        set_liquid_thresholds, tune_phase_prior,
-                                        tune_step_size)
+                                        set_liquid_thresholds, set_phase_thresholds,
+                                        tune_phase_prior, tune_step_size)
 
     path = resolve_model_path(args.model)
     model = load_model(path)
     header = read_header(path)
     spec_dict = json.loads(header["spec"])
     spec = ModelSpec(**{**spec_dict, "phases": tuple(spec_dict["phases"])})
+    if not 0.0 <= args.hot_loss < 1.0:
+        raise LPFMError(f"lpfm calibrate: --hot-loss is a fraction of a crystal's atoms, "
+                         f"0 (off) up to below 1, got {args.hot_loss}")
     record = {}
     if args.averaging_radius != "keep":
         try:
@@ -64,11 +72,12 @@ def run(args) -> int:
             raise LPFMError(f"lpfm calibrate: --averaging-radius must be 'keep' or a radius: "
                              f"{exc}") from None
     record["averaging_radius"] = model.averaging_radius
-    hot = None
-    if args.prior_strength == "auto":
+    hot = described = None
+    if args.prior_strength == "auto" or args.hot_loss > 0:
         from ..evaluation.md_snapshots import calibration_hot_crystals
 
         hot, described = calibration_hot_crystals(log=_log)
+    if args.prior_strength == "auto":
         record["prior"] = tune_phase_prior(model, hot, log=_log)
         record["prior"]["hot_crystals"] = described
     elif args.prior_strength != "keep":
@@ -80,9 +89,15 @@ def run(args) -> int:
         model.log_prior = prior_of_strength(model.phases, strength)
         record["prior"] = {"chosen": {"strength": strength}, "common_phases": list(COMMON_PHASES)}
     if not args.keep_step_size:
-        record["step_size"] = tune_step_size(model, hot_crystals=hot, log=_log)
+        record["step_size"] = tune_step_size(
+            model, hot_crystals=hot if args.prior_strength == "auto" else None, log=_log)
     liquids, source = _liquids(args.liquid)
     record["thresholds"] = set_liquid_thresholds(model, liquids, args.quantile, source, _log)
+    model.phase_thresholds = {}
+    if args.hot_loss > 0:
+        record["phase_thresholds"] = set_phase_thresholds(model, liquids, hot, args.hot_loss,
+                                                          _log)
+        record["phase_thresholds"]["hot_crystals"] = described
     training = dict(model.metadata.get("training", {}))
     training["calibration"] = record
     metadata = {k: v for k, v in model.metadata.items()

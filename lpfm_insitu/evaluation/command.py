@@ -53,6 +53,7 @@ def model_identity(model, name: str) -> dict:
             "sha256": digest, "n_phases": len(model.phases),
             "confidence_threshold": model.confidence_threshold,
             "step_thresholds": {str(k): v for k, v in model.step_thresholds.items()},
+            "phase_thresholds": {str(k): v for k, v in model.phase_thresholds.items()},
             "calibration": training.get("calibration"),
             "steps_done": training.get("steps_done"),
             "training_seconds": training.get("training_seconds"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..training.prototypes import report_name
+from ..training.prototypes import common_name, report_name
 from .md_eval import METHOD_COLUMNS
 from .real_report import real_targets, render_real
 
@@ -25,8 +25,19 @@ def pct(x, digits=1) -> str:
 def _stored_thresholds(model: dict) -> str:
     per_step = model.get("step_thresholds") or {}
     if not per_step:
-        return f"{model['confidence_threshold']:.4f}"
-    return ", ".join(f"{float(v):.3f} from {k} steps on" for k, v in per_step.items())
+        text = f"{model['confidence_threshold']:.4f}"
+    else:
+        text = ", ".join(f"{float(v):.3f} from {k} steps on" for k, v in per_step.items())
+    raised = model.get("phase_thresholds") or {}
+    if raised:
+        loss = (((model.get("calibration") or {}).get("phase_thresholds") or {})
+                .get("hot_loss"))
+        budget = "" if loss is None else f", at most {100 * loss:g} % of their crystals lost"
+        text += (f"; raised for single phases (until no calibration-liquid atom is "
+                 f"labelled them{budget}): " + ", ".join(
+                     f"{common_name(p)} {float(t):.3f}" + f" from {k} steps on"
+                     for k, by_phase in raised.items() for p, t in by_phase.items()))
+    return text
 
 
 def step_thresholds_text(md: dict) -> str:

@@ -17,7 +17,7 @@ from ase import Atoms
 from ..model.graph import periodic_graph
 from ..model.inference import REFERENCE_ATOMIC_VOLUME, REFERENCE_NN_DISTANCE
 from ..progress import progress
-from .prototypes import BCC, DIAMOND, FCC, HCP
+from .prototypes import BCC, DIAMOND, FCC, HCP, common_name
 
 
 def disordered_packing(n_atoms: int, rng: np.random.Generator,
@@ -314,4 +314,113 @@ def set_liquid_thresholds(model, liquids, quantile: float, source, log=print) ->
     log("  unknown thresholds by denoising steps: "
         + ", ".join(f"{k}: {v:.3f}" for k, v in thresholds.items()))
     return {"liquid": list(source), "quantile": quantile,
+            "per_step": {str(k): v for k, v in thresholds.items()}}
+
+
+# --- per-lattice thresholds: what one threshold for every phase cannot do -----------------
+
+#: Fraction of a hot crystal's atoms that raising its own lattice's threshold may cost.
+HOT_LOSS = 0.002
+#: How far (logit units) above a liquid's most confident atom a threshold that rejects it
+#: sits: a run of k steps and the k-th step of a longer run differ by ~1e-5 in float32
+#: (threaded reductions in a different order), far below any spread between atoms.
+REJECTION_MARGIN = 1e-3
+
+
+def confidences_by_step(model, atoms, steps) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """``{k: (argmax phase index, confidence)}`` after k denoising steps, for the atoms
+    of ``atoms`` not at a free surface (those are unknown whatever their logits)."""
+    result = model.classify_atoms(atoms, denoise_steps=max(steps), keep_history=True)
+    inside = ~result.at_surface
+    out = {}
+    for record in result.history:
+        if record["step"] in steps:
+            logits = record["logits"][inside]
+            best = np.argmax(logits, axis=1)
+            out[record["step"]] = (best, logits[np.arange(len(best)), best])
+    return out
+
+
+def affordable_threshold(confidences: np.ndarray, n_atoms: int, loss: float) -> float:
+    """The largest threshold below which at most ``loss`` of ``n_atoms`` atoms fall, of
+    these ``confidences`` (those of a crystal's correctly labelled atoms)."""
+    values = np.sort(np.ravel(confidences))
+    allowed = int(np.floor(loss * n_atoms + 1e-9))
+    return float(values[allowed]) if allowed < values.size else float(np.inf)
+
+
+def lattice_thresholds(model, liquids, crystals, steps=(0, 1, 2, 4, 8),
+                       hot_loss: float = HOT_LOSS,
+                       log=print) -> tuple[dict[int, dict[str, float]], dict]:
+    """Per-step thresholds of single phases, raised above the model's shared ones.
+
+    One threshold for every phase must let through the hottest crystal of the least
+    confident phase, and a liquid near its melting point puts a few atoms above it,
+    nearly all under one or two phases' labels (measured in Cu coexisting with its
+    crystal: hcp before denoising, gamma-Pu after 8 steps). So each phase that has a
+    crystal in ``crystals`` ((label, atoms) pairs: hot MD crystals, noisy synthetic
+    ones) gets its own threshold after k steps: high enough to reject every atom of
+    ``liquids`` (one frame list per liquid) that it would label that phase, but no
+    higher than costs each of its crystals ``hot_loss`` of its atoms; and never below
+    the shared threshold. Returns ``{k: {phase: threshold}}`` for
+    ``PhaseModel.phase_thresholds`` (only the raised ones) and the figures behind each.
+    """
+    steps = tuple(sorted(steps))
+    phases = list(model.phases)
+    liquid = {k: [] for k in steps}
+    for frames in liquids:
+        for atoms in progress(frames, desc="liquid frames"):
+            for k, pair in confidences_by_step(model, atoms, steps).items():
+                liquid[k].append(pair)
+    caps = {k: {} for k in steps}  # the highest threshold each phase's crystals afford
+    for label, atoms in progress(crystals, desc="crystals"):
+        if label not in phases:
+            continue
+        truth = phases.index(label)
+        for k, (best, confidence) in confidences_by_step(model, atoms, steps).items():
+            cap = affordable_threshold(confidence[best == truth], len(best), hot_loss)
+            caps[k][label] = min(cap, caps[k].get(label, np.inf))
+    thresholds, record = {}, {}
+    for k in steps:
+        shared = model.threshold_for(k)
+        best = np.concatenate([b for b, _ in liquid[k]]) if liquid[k] else np.zeros(0, int)
+        confidence = np.concatenate([c for _, c in liquid[k]]) if liquid[k] else np.zeros(0)
+        for label in sorted(caps[k], key=phases.index):
+            cap = caps[k][label]
+            labelled = confidence[best == phases.index(label)]
+            needed = float(labelled.max()) + REJECTION_MARGIN if labelled.size else -np.inf
+            chosen = max(shared, min(cap, needed))
+            record.setdefault(str(k), {})[label] = {
+                "shared": shared, "crystal_cap": cap, "liquid_needs": needed,
+                "liquid_atoms_labelled": int(labelled.size),
+                "liquid_atoms_above_shared": int(np.sum(labelled >= shared)),
+                "liquid_atoms_above_chosen": int(np.sum(labelled >= chosen))}
+            if chosen > shared:
+                thresholds.setdefault(k, {})[label] = chosen
+        log(f"  after {k} steps: shared threshold {shared:.3f}; raised: "
+            + (", ".join(f"{common_name(lbl)} {v:.3f}" for lbl, v in
+                         thresholds.get(k, {}).items()) or "none"))
+    return thresholds, {"hot_loss": hot_loss, "by_step": record}
+
+
+#: noise of the synthetic crystals that bound the thresholds of phases no hot crystal has
+#: (the evaluation's headline noise)
+SYNTHETIC_CAP_SIGMA = 0.15
+
+
+def set_phase_thresholds(model, liquids, hot_crystals, hot_loss: float = HOT_LOSS,
+                         log=print) -> dict:
+    """Set ``model``'s per-phase thresholds (:func:`lattice_thresholds`) over the shared
+    ones already set: each phase bounded by its hot crystals (``(label, atoms)``), or by
+    a noisy synthetic crystal where it has none; the record of what was done."""
+    hot = _known_hot_crystals(hot_crystals, list(model.phases))
+    covered = {label for label, _ in hot}
+    synthetic = [(label, atoms) for label, atoms in
+                 validation_structures(model, sigmas=(SYNTHETIC_CAP_SIGMA,))
+                 if label not in covered]
+    model.phase_thresholds = {}
+    thresholds, record = lattice_thresholds(model, liquids, hot + synthetic,
+                                            hot_loss=hot_loss, log=log)
+    model.phase_thresholds = thresholds
+    return {**record, "synthetic_sigma": SYNTHETIC_CAP_SIGMA,
             "per_step": {str(k): v for k, v in thresholds.items()}}

@@ -9,7 +9,8 @@ from ase.build import bulk
 
 from lpfm_insitu.training.calibration import (disordered_packing, prior_of_strength,
                                      step_thresholds_on_liquid, step_thresholds_on_liquids,
-                                     _choose_step, ideal_structures, tune_phase_prior,
+                                     _choose_step, affordable_threshold, ideal_structures,
+                                     lattice_thresholds, tune_phase_prior,
                                      tune_step_size, validation_structures)
 from lpfm_insitu.cli.main import main
 from lpfm_insitu.constants import UNKNOWN_PHASE
@@ -131,8 +132,9 @@ def test_calibrate_command_writes_thresholds_into_the_model_file(tiny_model, tmp
     from ase.io import write
 
     write(liquid, [disordered_packing(108, np.random.default_rng(k)) for k in range(2)])
-    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--keep-step-size",
-                 "--prior-strength", "keep", "--output", str(tmp_path / "c.safetensors")]) == 0
+    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--hot-loss", "0",
+                 "--keep-step-size", "--prior-strength", "keep",
+                 "--output", str(tmp_path / "c.safetensors")]) == 0
     calibrated = load_model(tmp_path / "c.safetensors")
     assert sorted(calibrated.step_thresholds) == [0, 1, 2, 4, 8]
     assert calibrated.confidence_threshold == calibrated.step_thresholds[0]
@@ -150,8 +152,8 @@ def test_calibrate_command_sets_the_averaging_radius_before_the_thresholds(tiny_
 
     write(liquid, [disordered_packing(108, np.random.default_rng(5))])
     out = tmp_path / "c.safetensors"
-    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--keep-step-size",
-                 "--prior-strength", "keep", "--averaging-radius", "3.5",
+    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--hot-loss", "0",
+                 "--keep-step-size", "--prior-strength", "keep", "--averaging-radius", "3.5",
                  "--output", str(out)]) == 0
     calibrated = load_model(out)
     assert calibrated.averaging_radius == 3.5
@@ -165,8 +167,8 @@ def test_calibrate_command_sets_the_averaging_radius_before_the_thresholds(tiny_
     assert calibrated.step_thresholds == pytest.approx(expected, abs=1e-6)
     assert abs(expected[0] - own[0]) > 1e-4
     # a user's mistake: one line and exit status 2, as every lpfm command gives it
-    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--averaging-radius",
-                 "-2"]) == 2
+    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--hot-loss", "0",
+                 "--averaging-radius", "-2"]) == 2
     assert "averaging_radius must be between 0" in capsys.readouterr().err
 
 
@@ -216,11 +218,11 @@ def test_calibrate_command_sets_a_given_prior_strength(tiny_model, tmp_path, cap
 
     write(liquid, [disordered_packing(108, np.random.default_rng(0))])
     out = tmp_path / "c.safetensors"
-    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--keep-step-size",
-                 "--prior-strength", "0.5", "--output", str(out)]) == 0
+    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--hot-loss", "0",
+                 "--keep-step-size", "--prior-strength", "0.5", "--output", str(out)]) == 0
     assert load_model(out).log_prior == {}  # fcc, bcc and hcp are all common
-    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--prior-strength",
-                 "strong"]) == 2
+    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--hot-loss", "0",
+                 "--prior-strength", "strong"]) == 2
     assert "--prior-strength must be" in capsys.readouterr().err
 
 
@@ -237,3 +239,78 @@ def test_thresholds_over_several_liquids_hold_for_each(tiny_model):
         assert np.mean(labels == UNKNOWN_PHASE) >= 0.9
     with pytest.raises(ValueError, match="no liquid"):
         step_thresholds_on_liquids(tiny_model, [])
+
+
+def test_affordable_threshold_costs_at_most_the_given_fraction():
+    confidences = np.array([5.0, 1.0, 4.0, 2.0, 3.0])
+    t = affordable_threshold(confidences, n_atoms=100, loss=0.02)  # two atoms may go
+    assert np.sum(confidences < t) == 2 and np.sum(confidences <= t) == 3
+    assert affordable_threshold(confidences, n_atoms=10, loss=0.0) == 1.0
+    assert affordable_threshold(confidences, n_atoms=1000, loss=0.01) == np.inf
+
+
+def test_lattice_thresholds_reject_liquid_atoms_within_the_hot_crystals_budget():
+    model = load_model("default")  # a trained model: its crystals and liquids differ
+    steps, loss = (0, 2), 0.05
+    rng = np.random.default_rng(5)
+    liquid = [disordered_packing(200, rng) for _ in range(2)]
+    # a shared threshold that passes half the liquid leaves atoms for a lattice to reject
+    model.step_thresholds = step_thresholds_on_liquid(model, liquid, steps=steps,
+                                                      quantile=0.5)
+    hot = []
+    for label, name, a in (("A_cF4_225_a", "fcc", 3.9), ("A_cI2_229_a", "bcc", 3.1)):
+        atoms = bulk("Cu", name, a=a, cubic=True).repeat(4)
+        atoms.positions += rng.normal(0, 0.2, atoms.positions.shape)
+        hot.append((label, atoms))
+    argmax_right = {k: [np.mean(np.argmax(model.classify_atoms(
+        a, denoise_steps=k).logits, axis=1) == model.phases.index(lbl)) for lbl, a in hot]
+        for k in steps}
+    thresholds, record = lattice_thresholds(model, [liquid], hot, steps=steps,
+                                            hot_loss=loss, log=lambda *_: None)
+    assert thresholds
+    model.phase_thresholds = thresholds
+    for k in steps:
+        assert set(record["by_step"][str(k)]) == {"A_cF4_225_a", "A_cI2_229_a"}
+        for label, entry in record["by_step"][str(k)].items():
+            raised = thresholds.get(k, {}).get(label, entry["shared"])
+            assert raised == max(entry["shared"], min(entry["crystal_cap"],
+                                                      entry["liquid_needs"]))
+            if entry["liquid_needs"] <= entry["crystal_cap"]:
+                for frame in liquid:  # every liquid atom labelled this lattice is rejected
+                    labels = model.classify_atoms(frame, denoise_steps=k).labels
+                    assert not np.any(labels == model.phases.index(label))
+        for (label, atoms), before in zip(hot, argmax_right[k]):
+            labels = model.classify_atoms(atoms, denoise_steps=k).labels
+            assert np.mean(labels == model.phases.index(label)) >= before - loss - 1e-12
+
+
+def test_calibrate_command_raises_phase_thresholds_against_the_hot_crystals(
+        tmp_path, monkeypatch, capsys):
+    from ase.io import write
+
+    from lpfm_insitu.evaluation import md_snapshots
+
+    rng = np.random.default_rng(9)
+    hot_fcc = bulk("Cu", "fcc", a=3.9, cubic=True).repeat(4)
+    hot_fcc.positions += rng.normal(0, 0.2, hot_fcc.positions.shape)
+    # the LAMMPS crystals, replaced by one made here: the command must use what it returns
+    monkeypatch.setattr(md_snapshots, "calibration_hot_crystals",
+                        lambda log=print: ([("A_cF4_225_a", hot_fcc)], ["a jiggled fcc"]))
+    liquid = tmp_path / "liquid.extxyz"
+    write(liquid, [disordered_packing(200, rng) for _ in range(2)])
+    out = tmp_path / "c.safetensors"
+    # a generous liquid quantile leaves liquid atoms above the shared threshold
+    assert main(["calibrate", "default", "--liquid", str(liquid), "--quantile", "0.5",
+                 "--keep-step-size", "--prior-strength", "keep", "--hot-loss", "0.01",
+                 "--output", str(out)]) == 0
+    calibrated = load_model(out)
+    record = json.loads(read_header(out)["training"])["calibration"]["phase_thresholds"]
+    assert record["hot_loss"] == 0.01 and record["hot_crystals"] == ["a jiggled fcc"]
+    assert calibrated.phase_thresholds == {int(k): v for k, v in record["per_step"].items()}
+    assert calibrated.phase_thresholds, "liquid atoms above the shared threshold to reject"
+    for k, raised in calibrated.phase_thresholds.items():
+        assert all(t > calibrated.threshold_for(k) for t in raised.values())
+    fcc = calibrated.classify_atoms(hot_fcc).labels
+    assert np.mean(fcc == 0) >= 0.99  # the hot crystal keeps its label within its budget
+    assert main(["calibrate", "default", "--hot-loss", "1.5"]) == 2
+    assert "--hot-loss is a fraction" in capsys.readouterr().err

@@ -1,0 +1,20 @@
+"""What rank 0 prints about the columns: the unknown thresholds a user reads -1 by."""
+
+import re
+
+from lpfm_insitu.lammps.announce import mapping_lines
+from lpfm_insitu.lammps.settings import InsituSettings
+from lpfm_insitu.model.files import load_model
+
+
+def test_unknown_line_names_every_raised_phase_threshold():
+    model = load_model("default")
+    model.step_thresholds = {0: 3.0, 8: 4.5}
+    model.phase_thresholds = {0: {"A_hP2_194_c": 3.9}, 8: {"A_oF8_70_a": 6.2}}
+    for steps, shared, raised in ((0, "3", "hcp (A_hP2_194_c): < 3.9"),
+                                  (8, "4.5", "gamma-Pu (A_oF8_70_a): < 6.2")):
+        settings = InsituSettings(denoise_steps=steps)
+        line = mapping_lines(settings, model, [])[0]
+        assert line.startswith(f"{settings.phase_column}: -1 = unknown (confidence < {shared};")
+        assert f"labelled {raised})" in line, line
+        assert len(re.findall("labelled", line)) == 1  # only the phase raised for this run
