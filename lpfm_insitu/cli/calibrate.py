@@ -64,7 +64,11 @@ def run(args) -> int:
     if not 0.0 <= args.hot_loss < 1.0:
         raise LPFMError(f"lpfm calibrate: --hot-loss is a fraction of a crystal's atoms, "
                          f"0 (off) up to below 1, got {args.hot_loss}")
-    record = {}
+    # what this run keeps (prior, step size) keeps the record of how it was chosen
+    previous = (model.metadata.get("training", {}) or {}).get("calibration") or {}
+    record = {key: previous[key] for key, kept in
+              (("prior", args.prior_strength == "keep"), ("step_size", args.keep_step_size))
+              if kept and key in previous}
     if args.averaging_radius != "keep":
         try:
             model.averaging_radius = float(args.averaging_radius)

@@ -306,6 +306,10 @@ def test_calibrate_command_raises_phase_thresholds_against_the_hot_crystals(
     calibrated = load_model(out)
     record = json.loads(read_header(out)["training"])["calibration"]["phase_thresholds"]
     assert record["hot_loss"] == 0.01 and record["hot_crystals"] == ["a jiggled fcc"]
+    before = json.loads(read_header(load_model("default").metadata["path"])["training"])
+    after = json.loads(read_header(out)["training"])["calibration"]
+    for kept in ("prior", "step_size"):  # kept settings keep the record of their choice
+        assert after[kept] == before["calibration"][kept]
     assert calibrated.phase_thresholds == {int(k): v for k, v in record["per_step"].items()}
     assert calibrated.phase_thresholds, "liquid atoms above the shared threshold to reject"
     for k, raised in calibrated.phase_thresholds.items():
