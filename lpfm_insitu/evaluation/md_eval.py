@@ -101,8 +101,8 @@ def score(model, system, raw, thresholds) -> dict:
         cl = raw["candidate_logits"][s]
         out.setdefault("lpfm_candidates", {})[str(s)] = {
             "argmax": measure(labels_from_logits(cl, phases, candidates=system.candidates)),
-            "model_threshold": measure(labels_from_logits(cl, phases, model.unknown_thresholds(s),
-                                                          system.candidates)),
+            "model_threshold": measure(labels_from_logits(
+                cl, phases, model.unknown_thresholds(s, system.candidates), system.candidates)),
             "n_atoms": int(len(cl)),
         }
     for name, labels in raw["baselines"].items():

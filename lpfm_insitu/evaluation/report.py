@@ -110,9 +110,13 @@ def targets(results) -> list[tuple[str, str, str, object]]:
         rows.append(("bf16 vs fp32 label agreement (11k-atom crystal)", "≥ 99.9 %",
                      f"{pct(cost['bf16_label_agreement'], 2)} %",
                      cost["bf16_label_agreement"] >= 0.999))
-        rows.append(("classification cost at 2 threads", "(goal 30 us/atom)",
-                     f"{cost['classification_us_per_atom']:.0f} us/atom",
-                     cost["classification_us_per_atom"] <= 30))
+        # what a user pays: classify_atoms reads every atom's own length scale first
+        rows.append(("classification cost at 2 threads, 11k atoms: `classify_atoms` "
+                     "(per-atom length scale; the model pass with one scale beside it)",
+                     "≤ 30 us/atom",
+                     f"{cost['classify_atoms_us_per_atom']:.0f} us/atom "
+                     f"({cost['classification_us_per_atom']:.0f})",
+                     cost["classify_atoms_us_per_atom"] <= 30))
     rows += real_targets(results)
     return rows
 

@@ -54,7 +54,7 @@ def _scores(model, atoms, true_label, nn_distance, diamond, candidates=None) -> 
                                           keep_history=True)
         out["candidates"] = {
             str(r["step"]): float(np.mean(labels_from_logits(
-                r["logits"], model.phases, model.unknown_thresholds(r["step"]),
+                r["logits"], model.phases, model.unknown_thresholds(r["step"], candidates),
                 candidates) == true_label))
             for r in restricted.history if r["step"] in STEPS}
     for record in result.history:

@@ -29,7 +29,7 @@ def mapping_lines(settings, model, op_indices) -> list[str]:
     s = settings
     phases = model.phases
     threshold = model.threshold_for(s.denoise_steps)
-    limits = model.unknown_thresholds(s.denoise_steps)
+    limits = model.unknown_thresholds(s.denoise_steps, s.candidates)
     raised = "".join(f"; labelled {named(p)}: < {t:.6g}" for p, t in zip(phases, limits)
                      if t > threshold)
     lines = [f"{s.phase_column}: -1 = unknown (confidence < {threshold:.6g}{raised})"

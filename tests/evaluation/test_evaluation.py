@@ -186,7 +186,7 @@ def test_md_scoring_on_toy_logits():
         def threshold_for(self, steps):
             return self.confidence_threshold
 
-        def unknown_thresholds(self, steps):
+        def unknown_thresholds(self, steps, candidates=None):
             return np.full(len(self.phases), self.confidence_threshold)
 
     crystal, liquid = SYSTEMS_BY_NAME["Cu_fcc_1200K"], SYSTEMS_BY_NAME["Cu_liquid_2000K"]

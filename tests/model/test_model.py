@@ -348,6 +348,14 @@ def test_a_phase_threshold_raises_only_that_phases_threshold(small_model):
         limits = small_model.unknown_thresholds(0)
         assert limits[label] == raised
         assert np.all(np.delete(limits, label) == small_model.threshold_for(0))
+        # set over all phases: a run restricted to some candidates keeps the shared one
+        subset = [names[label], names[(label + 1) % len(names)]]
+        assert np.all(small_model.unknown_thresholds(0, subset) == small_model.threshold_for(0))
+        assert small_model.unknown_thresholds(0, list(names))[label] == raised
+        restricted = small_model.classify_atoms(atoms, candidates=subset)
+        assert np.sum(restricted.labels == label) == np.sum(
+            (np.argmax(restricted.logits[:, [names.index(c) for c in subset]], axis=1) == 0)
+            & (restricted.confidence >= small_model.threshold_for(0)))
         # a lower phase threshold than the step's never lowers it
         small_model.phase_thresholds = {0: {names[label]: -np.inf}}
         assert np.all(small_model.unknown_thresholds(0) == small_model.threshold_for(0))
