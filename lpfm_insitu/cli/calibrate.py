@@ -81,6 +81,9 @@ def run(args) -> int:
         from ..evaluation.md_snapshots import calibration_hot_crystals
 
         hot, described = calibration_hot_crystals(log=_log)
+    # setting the undenoised prior clears the per-step ones, which only the step-size
+    # tuning chooses again: a run that keeps the step size keeps them
+    step_priors = model.step_log_priors
     if args.prior_strength == "auto":
         record["prior"] = tune_phase_prior(model, hot, log=_log)
         record["prior"]["hot_crystals"] = described
@@ -92,7 +95,9 @@ def run(args) -> int:
                              f"number, got {args.prior_strength!r}") from None
         model.log_prior = prior_of_strength(model.phases, strength)
         record["prior"] = {"chosen": {"strength": strength}, "common_phases": list(COMMON_PHASES)}
-    if not args.keep_step_size:
+    if args.keep_step_size:
+        model.step_log_priors = step_priors
+    else:
         record["step_size"] = tune_step_size(
             model, hot_crystals=hot if args.prior_strength == "auto" else None, log=_log)
     liquids, source = _liquids(args.liquid)

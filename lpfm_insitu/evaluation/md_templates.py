@@ -183,4 +183,8 @@ CALIBRATION_CRYSTALS: tuple[MDSystem, ...] = (
     MDSystem("Ge_diamond_1000K", "diamond Ge, Tersoff, 1000 K", DIAMOND, "Ge", 72.63,
              "lattice         diamond 5.658", (6, 6, 6), "tersoff", "Ge.tersoff", 1000.0,
              candidates=SI_CANDIDATES, diamond=True),
+    # a beta (high-temperature BCC) phase, whose thermal displacements run along the
+    # bcc -> omega path, as hot BCC Ti's do (PTM without a cutoff: 70% BCC, 25% HCP)
+    MDSystem("Zr_bcc_1400K", "BCC Zr, Mendelev-Ackland EAM, 1400 K", BCC, "Zr", 91.224,
+             "lattice         bcc 3.57", (10, 10, 10), "eam/fs", "Zr_mm.eam.fs", 1400.0),
 )
