@@ -35,7 +35,7 @@ def _stored_thresholds(model: dict) -> str:
         budget = "" if loss is None else f", at most {100 * loss:g} % of their crystals lost"
         text += (f"; raised for single phases (until no calibration-liquid atom is "
                  f"labelled them{budget}): " + ", ".join(
-                     f"{common_name(p)} {float(t):.3f}" + f" from {k} steps on"
+                     f"{common_name(p)} {float(t):.3f} from {k} steps on"
                      for k, by_phase in raised.items() for p, t in by_phase.items()))
     return text
 

@@ -221,10 +221,15 @@ class PhaseModel:
         """The per-phase log prior of a run of ``denoise_steps`` steps over all phases."""
         return calibrated_for(self._step_log_priors, denoise_steps, self._log_prior)
 
+    def restricts(self, candidates) -> bool:
+        """Whether ``candidates`` (indices or names; None: all) leave phases out: such a
+        run reads neither the prior nor the per-phase thresholds, both set over all."""
+        return candidates is not None and len(np.unique(candidates)) < len(self.phases)
+
     def decision_prior(self, candidates: np.ndarray, denoise_steps: int = 0) -> np.ndarray:
         """The log prior added to the logits before deciding: ``log_prior_for``, or
         none when the candidates are a subset (they are the prior then)."""
-        if len(np.unique(candidates)) < len(self.phases):
+        if self.restricts(candidates):
             return np.zeros(len(self.phases))
         return self.log_prior_for(denoise_steps)
 
@@ -240,7 +245,7 @@ class PhaseModel:
         candidate run reads neither (measured: HCP Ti compressed 10% along c is 45% hcp
         over fcc/bcc/hcp/omega at step 0 with the shared threshold, 4% with hcp's)."""
         limits = np.full(len(self.phases), self.threshold_for(denoise_steps))
-        if candidates is not None and len(np.unique(candidates)) < len(self.phases):
+        if self.restricts(candidates):
             return limits
         for phase, value in calibrated_for(self.phase_thresholds, denoise_steps, {}).items():
             if phase in self.phases:
