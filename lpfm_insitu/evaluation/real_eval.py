@@ -202,6 +202,13 @@ def score_ramp(model, case, frame) -> dict:
     called = lab["lpfm_8"] == OMEGA
     entry["omega_called_with_closure_11_or_14"] = _fraction(
         np.isin(closure["denoised_8"][called], (11, 14)))
+    # every run length up to 8 over the candidates: a k-step run is the first k steps
+    # of the 8-step one, read with the prior and threshold of k steps
+    run = model.classify_atoms(frame, denoise_steps=8, candidates=list(CANDIDATES),
+                               keep_history=True)
+    omega = model.phases.index(OMEGA)
+    entry["omega_cand_by_step"] = {str(h["step"]): _fraction(np.asarray(h["labels"]) == omega)
+                                   for h in run.history}
     entry["ptm_denoised_8"] = label_breakdown(ptm_labels(denoised, 0.0), top=4)
     entry["templates_denoised_8"] = _best_templates(denoised, lab["lpfm_8"])
     return entry

@@ -23,7 +23,8 @@ from .chunking import evaluate_in_chunks
 from .denoising import denoise_and_label
 from .graph import Graph, open_graph, periodic_graph
 from .local_scale import (REFERENCE_ATOMIC_VOLUME, REFERENCE_NN_DISTANCE,  # noqa: F401
-                          SEARCH_REACH, LocalScale, equivalent_nn_distance,
+                          SEARCH_REACH, LocalScale, Neighbours,
+                          equivalent_nn_distance,
                           estimate_local_scale)
 from .neighbourhood import (average_over_neighbours, scaled_graph,  # noqa: F401
                             typical_neighbour_distance)
@@ -459,14 +460,18 @@ class PhaseModel:
         def neighbours(cutoff):
             graph = searched[cutoff] = graph_of(positions, cutoff, device=None)
             sender, receiver = graph.edge_index
+
+            def vectors(edges):
+                return positions[sender[edges]] - positions[receiver[edges]] - graph.shifts[edges]
+
             # each receiver's edges (searches come sorted by receiver), centre -> neighbour
-            return (receiver, sender, positions[sender] - positions[receiver] - graph.shifts,
-                    graph.lengths)
+            return Neighbours(receiver, sender, graph.lengths, vectors)
 
         scales = estimate_local_scale(positions, n_owned, neighbours, halo.forward,
                                       SEARCH_REACH * float(typical_distance),
                                       REFERENCE_ATOMIC_VOLUME)
-        ((scales.search_reach, scales.search_graph),) = searched.items()
+        # the last search is the one the scale used, and the widest
+        scales.search_reach, scales.search_graph = list(searched.items())[-1]
         return scales
 
     def evaluate(self, model_positions, n_owned, graph_of, candidates, halo, *,

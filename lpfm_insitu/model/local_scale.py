@@ -30,6 +30,7 @@ than ``K_NEAREST`` neighbours within the search (isolated ones), are reported un
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -70,6 +71,9 @@ SURFACE_OPENNESS = 0.25
 #: the neighbour search reaches this many typical neighbour distances: the kernel of a
 #: metal's atom reaches ~2.0 of them, diamond's 2.2 (its 12 nearest lie in two shells)
 SEARCH_REACH = 2.4
+#: the first, shorter search (a fraction of SEARCH_REACH): a hot metal's kernels end
+#: within 2.1 typical distances, where the search holds two thirds of the edges
+FIRST_SEARCH_FRACTION = 2.1 / 2.4
 #: no atom's scale goes below this fraction of the scale the typical distance implies: an
 #: isolated atom (gas, debris) would otherwise widen every rank's ghost shell
 SCALE_FLOOR = 0.75
@@ -114,6 +118,27 @@ def mean_neighbour_distance(sender: np.ndarray, lengths: np.ndarray, n_owned: in
         return np.where(used > 0, total / np.maximum(used, 1), np.inf)
 
 
+@dataclass
+class Neighbours:
+    """Every pair within a search's cutoff, as ``centre -> neighbour`` edges.
+
+    ``vectors(selection)`` gives the bond vectors (centre to neighbour, input units) of the
+    edges ``selection`` picks (an index or mask array), so only the edges that enter the
+    kernel are ever measured; ``lengths`` may be None (then computed from the vectors).
+    """
+
+    centre: np.ndarray
+    neighbour: np.ndarray
+    lengths: np.ndarray | None
+    vectors: Callable[[np.ndarray | slice], np.ndarray]
+
+    def with_lengths(self) -> "Neighbours":
+        if self.lengths is not None:
+            return self
+        return Neighbours(self.centre, self.neighbour,
+                          np.linalg.norm(self.vectors(slice(None)), axis=1), self.vectors)
+
+
 class LocalScale:
     """Per-atom scales (model units per input unit) and openness of a set of atoms."""
 
@@ -130,36 +155,65 @@ class LocalScale:
         return (self.openness > SURFACE_OPENNESS) | self.isolated
 
 
+def _search_covering_every_kernel(neighbours: Callable[[float], Neighbours], n_owned: int,
+                                  search_reach: float) -> tuple[Neighbours, np.ndarray]:
+    """The neighbours the scale needs, and each owned atom's mean distance ``L_i``.
+
+    The answer is defined by a search out to ``search_reach``, but a dense metal's kernels
+    end near ``FIRST_SEARCH_FRACTION`` of it, and a search's cost grows as its reach
+    cubed. So the first search is that short one; where it holds every owned atom's
+    ``K_NEAREST`` neighbours and kernel, it is the answer (the same mean distances, kernel
+    edges and smoothing neighbours, since all three lie inside), otherwise the search is
+    repeated out to the largest kernel's reach or, for an atom short of neighbours,
+    ``search_reach`` itself.
+    """
+    first_reach = FIRST_SEARCH_FRACTION * search_reach
+    found = neighbours(first_reach).with_lengths()
+    owned = found.centre < n_owned
+    enough = np.bincount(found.centre[owned], minlength=n_owned) >= K_NEAREST
+    mean_distance = mean_neighbour_distance(found.centre, found.lengths, n_owned)
+    if not enough.all():
+        found = neighbours(search_reach).with_lengths()
+        return found, mean_neighbour_distance(found.centre, found.lengths, n_owned)
+    # the kernel test below is ``length < KERNEL_TRUNCATION * width``: a hair of margin
+    # keeps rounding from putting a kernel's last edge outside the search
+    needed = kernel_reach(float(mean_distance.max(initial=0.0))) * (1.0 + 1e-9)
+    if needed < first_reach:
+        return found, mean_distance
+    found = neighbours(min(needed, search_reach)).with_lengths()
+    # the K_NEAREST were inside the first search: the same mean distances
+    return found, mean_distance
+
+
 def estimate_local_scale(positions: np.ndarray, n_owned: int,
-                         neighbours: Callable[[float], tuple[np.ndarray, np.ndarray, np.ndarray]],
+                         neighbours: Callable[[float], Neighbours],
                          forward: Callable[[np.ndarray], np.ndarray], search_reach: float,
                          reference_volume: float) -> LocalScale:
     """The local scale of every atom (owned ones computed, ghosts filled by ``forward``).
 
-    ``neighbours(cutoff)`` returns ``(sender, receiver, vectors)`` of every pair within
-    ``cutoff`` (input units; vectors from sender to receiver), and may add their lengths
-    as a fourth array (a search measures them anyway). ``search_reach`` must cover
-    ``K_NEAREST`` neighbours and the kernel of every owned atom; an atom whose kernel
-    would reach past it is given its mean distance from what the search found.
+    ``neighbours(cutoff)`` returns the ``Neighbours`` of every atom within ``cutoff``
+    (input units); it may be called twice (a short search first, see
+    ``_search_covering_every_kernel``). ``search_reach`` must cover ``K_NEAREST``
+    neighbours and the kernel of every owned atom; an atom whose kernel would reach past
+    it is given its mean distance from what the search found.
     Collective over a subdomain (two ``forward`` calls), whatever the atom count.
     """
-    n_all = len(positions)
-    found = neighbours(search_reach)
-    sender, receiver, vectors = found[:3]
-    lengths = found[3] if len(found) > 3 else np.linalg.norm(vectors, axis=1)
+    found, mean_distance = _search_covering_every_kernel(neighbours, n_owned, search_reach)
+    sender, receiver, lengths = found.centre, found.neighbour, found.lengths
     owned = sender < n_owned
     if owned.all():  # a whole periodic cell: no ghost rows to drop (saves edge-sized copies)
         owned = slice(None)
     isolated = np.bincount(sender[owned], minlength=n_owned) < K_NEAREST
-    mean_distance = mean_neighbour_distance(sender, lengths, n_owned)
     # an isolated atom (gas, debris) has no kernel to speak of: give it the search's reach
     mean_distance = np.minimum(mean_distance, search_reach / (KERNEL_TRUNCATION * KERNEL_WIDTH))
     width = KERNEL_WIDTH * mean_distance
 
-    centre, length, vec = sender[owned], lengths[owned], vectors[owned]
+    centre, length = sender[owned], lengths[owned]
     w_centre = width[centre]
     inside = length < KERNEL_TRUNCATION * w_centre
-    centre, length, vec, w_centre = centre[inside], length[inside], vec[inside], w_centre[inside]
+    edges = np.arange(len(sender))[owned][inside]
+    centre, length, w_centre = centre[inside], length[inside], w_centre[inside]
+    vec = found.vectors(edges)
     tail = np.exp(-0.5 * KERNEL_TRUNCATION ** 2)
     weight = np.exp(-0.5 * (length / w_centre) ** 2) - tail
     density_sum = (1.0 - tail) + np.bincount(centre, weight, minlength=n_owned)  # self + rest
@@ -173,7 +227,7 @@ def estimate_local_scale(positions: np.ndarray, n_owned: int,
     every = forward(np.stack([volume, exposed.astype(float)], axis=1))
     every_volume, every_exposed = every[:, 0], every[:, 1] > 0.5
     near = length < SMOOTHING_RADIUS * mean_distance[centre]
-    neighbour_of = receiver[owned][inside][near]
+    neighbour_of = receiver[edges[near]]
     # an exposed atom's kernel sees half a crystal: its volume would bias its neighbours,
     # and its own scale is taken from theirs (which also keeps its reach, and so every
     # rank's ghost shell, that of the material)

@@ -24,11 +24,19 @@ def reusing_search(scales: LocalScale, positions: np.ndarray, graph_of):
     if search is None:
         return graph_of
 
-    def graph_of_reusing(input_positions, cutoff):
+    def reusable(input_positions, cutoff) -> Graph | None:
+        """The whole search, where it was of these positions and reaches ``cutoff``."""
         if input_positions is positions and cutoff <= scales.search_reach:
-            return search.within(None, cutoff)  # its own positions: keep its lengths
+            return search
+        return None
+
+    def graph_of_reusing(input_positions, cutoff):
+        whole = reusable(input_positions, cutoff)
+        if whole is not None:
+            return whole.within(None, cutoff)  # its own positions: keep its lengths
         return graph_of(input_positions, cutoff)
 
+    graph_of_reusing.reusable = reusable
     return graph_of_reusing
 
 
@@ -36,6 +44,12 @@ def scaled_graph(positions: np.ndarray, graph_of, atom_scale: np.ndarray, radius
     """The edges ``sender -> receiver`` no longer than ``radius`` in the receiver's model
     units (its length times the receiver's scale)."""
     smallest = float(atom_scale.min()) if len(atom_scale) else 1.0
+    reusable = getattr(graph_of, "reusable", None)
+    whole = reusable(positions, radius / smallest) if reusable is not None else None
+    if whole is not None and len(atom_scale) and np.ptp(atom_scale) > 0.0:
+        # one cut of the reused search: an edge within its receiver's radius is within
+        # radius / smallest as well, so cutting to that first only copied edges twice
+        return within_scaled(whole, positions, atom_scale, radius)
     graph = graph_of(positions, radius / smallest)
     if len(atom_scale) == 0 or np.ptp(atom_scale) == 0.0:
         return graph  # one scale: the search's own cutoff is the radius
@@ -111,6 +125,6 @@ def typical_neighbour_distance(positions: np.ndarray, cell: np.ndarray, pbc) -> 
         volume = abs(np.linalg.det(cell))
         if volume > 0:
             estimates.append(equivalent_nn_distance(volume / len(positions)))
-    nearest, _ = cKDTree(positions).query(positions, k=2)
+    nearest, _ = cKDTree(positions).query(positions, k=2, workers=torch.get_num_threads())
     estimates.append(1.6 * float(np.mean(nearest[:, 1])))
     return min(estimates)

@@ -272,3 +272,25 @@ def test_the_ramp_template_check_finds_omega_and_names_what_the_model_called_a15
     check = _best_templates(atoms, labels)
     assert check["all"] == [(OMEGA, 1.0)]
     assert check["called_omega"] == [(OMEGA, 1.0)] and check["called_A15"] == [(OMEGA, 1.0)]
+
+
+def test_the_ramp_curve_by_steps_ends_on_the_zero_and_eight_step_runs():
+    """The omega curve over the candidates comes from one 8-step run read after each
+    step: its 0- and 8-step points are the separate 0- and 8-step runs' omega fractions,
+    and the report names the curve beside the 8-step figure the target reads."""
+    from lpfm_insitu import load_model
+    from lpfm_insitu.evaluation.real_eval import score_ramp
+    from lpfm_insitu.evaluation.real_report import real_targets
+    from lpfm_insitu.training.prototypes import OMEGA, build_prototype
+
+    atoms = build_prototype(OMEGA, 17.0, primitive=False).repeat((4, 4, 4))
+    atoms.rattle(0.12, seed=3)
+    entry = score_ramp(load_model(), None, atoms)
+    curve = entry["omega_cand_by_step"]
+    assert sorted(curve, key=int) == [str(k) for k in range(9)]
+    assert curve["0"] == entry["omega"]["lpfm_cand_0"]
+    assert curve["8"] == entry["omega"]["lpfm_cand_8"]
+    entry.update(kind="ramp", description="", wall_s=1.0, md={})
+    (row,) = [r for r in real_targets({"real": {"cases": {"ramp": entry}}})
+              if "over the candidates" in r[0]]
+    assert "most at" in row[2] and row[3] == (curve["8"] >= 0.75)

@@ -3,28 +3,45 @@ free-surface atoms."""
 
 import numpy as np
 import pytest
+from ase import Atom
 from ase.build import bulk
 
 from lpfm_insitu import load_model
 from lpfm_insitu.model.graph import periodic_graph
 from lpfm_insitu.model.inference import NoHalo
+from lpfm_insitu.model import local_scale
 from lpfm_insitu.model.local_scale import (REFERENCE_ATOMIC_VOLUME, SURFACE_OPENNESS,
-                                     equivalent_nn_distance, estimate_local_scale)
+                                           Neighbours, equivalent_nn_distance,
+                                           estimate_local_scale)
 from lpfm_insitu.training.prototypes import PROTOTYPE_LABELS, build_prototype
 from lpfm_insitu.training.synthetic import ideal_supercell
 
 FCC = "A_cF4_225_a"
 
 
-def _scales(atoms):
+def _neighbours(atoms, with_lengths=True, searches=None):
+    """``estimate_local_scale``'s search of ``atoms`` (``searches``: a list the cutoffs
+    it asked for are appended to)."""
     positions = atoms.get_positions()
     cell = np.asarray(atoms.cell)
 
     def neighbours(cutoff):
+        if searches is not None:
+            searches.append(cutoff)
         graph = periodic_graph(positions, cell, atoms.pbc, cutoff)
         sender, receiver = graph.edge_index
-        return sender, receiver, positions[receiver] - positions[sender] + graph.shifts
 
+        def vectors(edges):
+            return positions[receiver[edges]] - positions[sender[edges]] + graph.shifts[edges]
+
+        return Neighbours(sender, receiver, graph.lengths if with_lengths else None, vectors)
+
+    return neighbours
+
+
+def _scales(atoms, searches=None):
+    positions = atoms.get_positions()
+    neighbours = _neighbours(atoms, searches=searches)
     typical = equivalent_nn_distance(atoms.get_volume() / len(atoms))
     return estimate_local_scale(positions, len(atoms), neighbours, NoHalo().forward,
                                 2.4 * typical, REFERENCE_ATOMIC_VOLUME)
@@ -129,18 +146,9 @@ def test_the_search_lengths_give_the_same_scales_as_recomputed_ones():
     instead of measuring the vectors again: the same scales and openness."""
     atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat(4)
     atoms.rattle(0.1, seed=5)
-    positions, cell = atoms.get_positions(), np.asarray(atoms.cell)
-
-    def neighbours(with_lengths):
-        def search(cutoff):
-            graph = periodic_graph(positions, cell, atoms.pbc, cutoff)
-            sender, receiver = graph.edge_index
-            found = (sender, receiver, positions[receiver] - positions[sender] + graph.shifts)
-            return found + (graph.lengths,) if with_lengths else found
-        return search
-
+    positions = atoms.get_positions()
     typical = equivalent_nn_distance(atoms.get_volume() / len(atoms))
-    a, b = (estimate_local_scale(positions, len(atoms), neighbours(w), NoHalo().forward,
+    a, b = (estimate_local_scale(positions, len(atoms), _neighbours(atoms, w), NoHalo().forward,
                                  2.4 * typical, REFERENCE_ATOMIC_VOLUME) for w in (False, True))
     np.testing.assert_allclose(a.scale, b.scale, rtol=1e-12)
     np.testing.assert_allclose(a.openness, b.openness, rtol=1e-9, atol=1e-12)
@@ -168,3 +176,64 @@ def test_a_cluster_of_surface_atoms_only_classifies_as_unknown(model):
     result = model.classify_atoms(atoms)
     assert result.at_surface.all()
     assert set(result.label_names) == {"unknown"}
+
+
+@pytest.mark.parametrize("case", ["hot fcc", "diamond", "lone atom"])
+def test_the_short_first_search_gives_the_answer_of_the_full_one(case, monkeypatch):
+    """The scale searches out to 2.1 typical distances first and only searches again
+    where a kernel or a K-nearest set reaches past that: a hot metal needs one short
+    search, diamond (kernels to 2.2) a second one, an atom alone in the vacuum beside a
+    slab (no neighbours) the full one; the scales and openness are those of one full
+    search."""
+    rng = np.random.default_rng(11)
+    if case == "lone atom":
+        atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat(4)
+        atoms.center(vacuum=10.0, axis=2)
+        atoms.append(Atom("Cu", atoms.cell.diagonal() * [0.5, 0.5, 0.98]))
+    else:
+        label = FCC if case == "hot fcc" else "A_cF8_227_a"
+        atoms = ideal_supercell(label, REFERENCE_ATOMIC_VOLUME, 300)
+    atoms.positions += 0.12 * rng.standard_normal(atoms.positions.shape)
+    searches = []
+    short = _scales(atoms, searches)
+    monkeypatch.setattr(local_scale, "FIRST_SEARCH_FRACTION", 1.0)
+    full = _scales(atoms)
+    np.testing.assert_allclose(short.scale, full.scale, rtol=1e-12)
+    np.testing.assert_allclose(short.openness, full.openness, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(short.isolated, full.isolated)
+    typical = equivalent_nn_distance(atoms.get_volume() / len(atoms))
+    reach = 2.4 * typical
+    assert searches[0] == pytest.approx(2.1 * typical)
+    if case == "hot fcc":
+        assert len(searches) == 1
+    elif case == "diamond":
+        assert len(searches) == 2 and searches[0] < searches[1] < reach
+    else:
+        assert searches[1:] == [pytest.approx(reach)]
+
+
+def test_the_network_graph_cut_from_the_reused_search_is_the_two_step_cut():
+    """``scaled_graph`` cuts the scale's own search once, to each receiver's radius: the
+    same edges, in the same order, as cutting to the widest radius first."""
+    from lpfm_insitu.model.neighbourhood import reusing_search, scaled_graph, within_scaled
+
+    atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat(4)
+    atoms.rattle(0.15, seed=8)
+    positions = atoms.get_positions()
+    cell = np.asarray(atoms.cell)
+    scales = _scales(atoms)
+    scales.search_reach = 2.4 * equivalent_nn_distance(atoms.get_volume() / len(atoms))
+    scales.search_graph = periodic_graph(positions, cell, True, scales.search_reach)
+    assert np.ptp(scales.scale) > 0
+
+    def graph_of(input_positions, cutoff):
+        return periodic_graph(input_positions, cell, True, cutoff)
+
+    radius = 4.6
+    once = scaled_graph(positions, reusing_search(scales, positions, graph_of), scales.scale,
+                        radius)
+    widest = scales.search_graph.within(None, radius / scales.scale.min())
+    twice = within_scaled(widest, positions, scales.scale, radius)
+    np.testing.assert_array_equal(once.edge_index, twice.edge_index)
+    np.testing.assert_array_equal(once.shifts, twice.shifts)
+    assert 0 < once.n_edges < widest.n_edges

@@ -546,3 +546,52 @@ def test_labels_from_logits_threshold_candidates_and_surface():
     assert list(labels_from_logits(logits, at_surface=at_surface)[0]) == [0, UNKNOWN_PHASE, 1]
     empty = labels_from_logits(np.zeros((0, 3)))
     assert [len(a) for a in empty] == [0, 0, 0]
+
+
+def test_shape_invariants_ignore_the_edges_past_the_first_shell_exactly():
+    """The network hands ``shape_invariants`` only the edges shorter than its outer
+    radius: those past it weigh exactly zero, so the invariants are bit for bit those
+    of the whole graph."""
+    from lpfm_insitu.model.network import shape_invariants
+
+    atoms = bulk("Cu", "fcc", a=(4 * 15.0) ** (1 / 3), cubic=True).repeat(3)
+    atoms.rattle(0.2, seed=4)
+    graph = periodic_graph(atoms.positions, atoms.cell, True, 4.6)
+    sender, receiver = (torch.as_tensor(graph.edge_index[0]),
+                        torch.as_tensor(graph.edge_index[1]))
+    pos = torch.tensor(atoms.positions, dtype=torch.float32)
+    vectors = pos[receiver] - pos[sender] + torch.tensor(graph.shifts, dtype=torch.float32)
+    lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
+    shell = lengths.squeeze(-1) < 3.55
+    assert 0 < int(shell.sum()) < len(shell)
+    whole = shape_invariants(vectors, lengths, receiver, sender, len(atoms), (3.05, 3.55))
+    first = shape_invariants(vectors[shell], lengths[shell], receiver[shell], sender[shell],
+                             len(atoms), (3.05, 3.55))
+    assert torch.equal(whole, first)
+
+
+def test_the_network_is_built_without_torchscript_and_leaves_e3nn_as_it_was():
+    """No module of a built network is a TorchScript one (scripting cost start-up and a
+    slow first call), the same logits come out as from a scripted build of the same
+    weights, and e3nn's global setting is what it was before."""
+    from e3nn import get_optimization_defaults, set_optimization_defaults
+
+    from lpfm_insitu.model import network as network_module
+
+    spec = ModelSpec(phases=PHASES, backbone=SMALL)
+    assert get_optimization_defaults()["jit_script_fx"]
+    plain = build_network(spec)
+    assert get_optimization_defaults()["jit_script_fx"]
+    assert not any(isinstance(m, torch.jit.ScriptModule) for m in plain.modules())
+
+    set_optimization_defaults(jit_script_fx=True)
+    scripted = network_module._build_network(spec, None)
+    assert any(isinstance(m, torch.jit.ScriptModule) for m in scripted.modules())
+    scripted.load_state_dict(plain.state_dict())
+    atoms = bulk("Cu", "fcc", a=(4 * 15.0) ** (1 / 3), cubic=True).repeat(3)
+    atoms.rattle(0.1, seed=2)
+    graph = periodic_graph(atoms.positions, atoms.cell, True, 4.6)
+    inputs = (torch.tensor(atoms.positions, dtype=torch.float32),
+              torch.as_tensor(graph.edge_index), torch.tensor(graph.shifts, dtype=torch.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(*inputs), scripted(*inputs), rtol=0, atol=0)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
+from e3nn import o3
 
 from lpfm_insitu.model import network as model_module
 from lpfm_insitu.model.inference import PhaseModel
@@ -49,6 +50,8 @@ def _parts(network):
         "symmetric contractions": [m for m in network.mace.modules()
                                    if isinstance(m, SymmetricContraction)],
         "decoder": [network.decoder],
+        "e3nn linear maps and tensor products": [
+            m for m in network.mace.modules() if isinstance(m, (o3.Linear, o3.TensorProduct))],
     }
 
 
@@ -94,7 +97,9 @@ def test_every_part_named_fp32_runs_in_fp32_and_the_rest_in_half(every_part_mode
         pytest.skip("no CUDA device: the CUDA autocast rows run where one is present")
     network = every_part_model.network
     assert set(network.fp32_parts) == {"first interaction", "symmetric contractions",
+                                       "e3nn linear maps and tensor products",
                                        "shape invariants", "decoder"}
+    assert _parts(network)["e3nn linear maps and tensor products"]
     second_radial_mlp = network.mace.interactions[1].conv_tp_weights
     result, kept, rest, decoder_inputs = _classify_recording(
         every_part_model, device, precision, network.fp32_parts, second_radial_mlp)
