@@ -144,18 +144,24 @@ def test_a_fixed_scale_on_a_subdomain_matches_the_periodic_cell(small_model):
     _check_subdomain_matches_periodic_cell(small_model, 50, local=False)
 
 
+def _edge_geometry(atoms, cutoff):
+    """``(vectors, lengths, receiver, sender)`` of a periodic cell's graph, as the network
+    computes them (float32 tensors)."""
+    graph = periodic_graph(atoms.positions, atoms.cell, True, cutoff)
+    sender, receiver = (torch.as_tensor(graph.edge_index[0]),
+                        torch.as_tensor(graph.edge_index[1]))
+    pos = torch.tensor(atoms.positions, dtype=torch.float32)
+    vectors = pos[receiver] - pos[sender] + torch.tensor(graph.shifts, dtype=torch.float32)
+    return vectors, torch.linalg.norm(vectors, dim=-1, keepdim=True), receiver, sender
+
+
 def test_shape_invariants_tell_the_sign_of_a_tetragonal_distortion():
     """Negative cosine for FCC compressed along a cube axis, positive stretched; ~0
     magnitude for ideal FCC and HCP, whose first-shell second moments are isotropic."""
     from lpfm_insitu.model.network import shape_invariants
 
     def invariants(atoms):
-        graph = periodic_graph(atoms.positions, atoms.cell, True, 3.6)
-        sender, receiver = (torch.as_tensor(graph.edge_index[0]),
-                            torch.as_tensor(graph.edge_index[1]))
-        pos = torch.tensor(atoms.positions, dtype=torch.float32)
-        vectors = pos[receiver] - pos[sender] + torch.tensor(graph.shifts, dtype=torch.float32)
-        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
+        vectors, lengths, receiver, sender = _edge_geometry(atoms, 3.6)
         return shape_invariants(vectors, lengths, receiver, sender, len(atoms),
                                 (3.05, 3.55)).numpy()
 
@@ -556,12 +562,7 @@ def test_shape_invariants_ignore_the_edges_past_the_first_shell_exactly():
 
     atoms = bulk("Cu", "fcc", a=(4 * 15.0) ** (1 / 3), cubic=True).repeat(3)
     atoms.rattle(0.2, seed=4)
-    graph = periodic_graph(atoms.positions, atoms.cell, True, 4.6)
-    sender, receiver = (torch.as_tensor(graph.edge_index[0]),
-                        torch.as_tensor(graph.edge_index[1]))
-    pos = torch.tensor(atoms.positions, dtype=torch.float32)
-    vectors = pos[receiver] - pos[sender] + torch.tensor(graph.shifts, dtype=torch.float32)
-    lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
+    vectors, lengths, receiver, sender = _edge_geometry(atoms, 4.6)
     shell = lengths.squeeze(-1) < 3.55
     assert 0 < int(shell.sum()) < len(shell)
     whole = shape_invariants(vectors, lengths, receiver, sender, len(atoms), (3.05, 3.55))
