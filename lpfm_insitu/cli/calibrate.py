@@ -28,7 +28,9 @@ def add_parser(subparsers) -> None:
                    help="per-phase thresholds: raise a phase's unknown threshold until no "
                         "liquid atom is labelled it, but only as far as costs its hot LAMMPS "
                         "crystal (noisy synthetic one, for the phases without) this fraction "
-                        "of its atoms (default 0.002; 0: one threshold for every phase)")
+                        "of its atoms; lower it where the shared threshold costs its hot "
+                        "LAMMPS crystal more, as far as no liquid atom is labelled it "
+                        "(default 0.002; 0: one threshold for every phase)")
     p.add_argument("--keep-step-size", action="store_true",
                    help="do not re-choose the denoising step size")
     p.add_argument("--prior-strength", default="auto",

@@ -28,15 +28,17 @@ def _stored_thresholds(model: dict) -> str:
         text = f"{model['confidence_threshold']:.4f}"
     else:
         text = ", ".join(f"{float(v):.3f} from {k} steps on" for k, v in per_step.items())
-    raised = model.get("phase_thresholds") or {}
-    if raised:
+    own = model.get("phase_thresholds") or {}
+    if any(own.values()):
         loss = (((model.get("calibration") or {}).get("phase_thresholds") or {})
                 .get("hot_loss"))
-        budget = "" if loss is None else f", at most {100 * loss:g} % of their crystals lost"
-        text += (f"; raised for single phases (until no calibration-liquid atom is "
-                 f"labelled them{budget}): " + ", ".join(
+        budget = "" if loss is None else f" {100 * loss:g} %"
+        text += (f"; single phases' own (raised until no calibration-liquid atom is "
+                 f"labelled them, or lowered where the shared one cost a hot MD crystal "
+                 f"more than{budget or ' its budget'} of its atoms, never past a liquid "
+                 f"atom): " + ", ".join(
                      f"{common_name(p)} {float(t):.3f} from {k} steps on"
-                     for k, by_phase in raised.items() for p, t in by_phase.items()))
+                     for k, by_phase in own.items() for p, t in by_phase.items()))
     return text
 
 

@@ -30,9 +30,9 @@ def mapping_lines(settings, model, op_indices) -> list[str]:
     phases = model.phases
     threshold = model.threshold_for(s.denoise_steps)
     limits = model.unknown_thresholds(s.denoise_steps, s.candidates)
-    raised = "".join(f"; labelled {named(p)}: < {t:.6g}" for p, t in zip(phases, limits)
-                     if t > threshold)
-    lines = [f"{s.phase_column}: -1 = unknown (confidence < {threshold:.6g}{raised})"
+    own = "".join(f"; labelled {named(p)}: < {t:.6g}" for p, t in zip(phases, limits)
+                  if t != threshold)
+    lines = [f"{s.phase_column}: -1 = unknown (confidence < {threshold:.6g}{own})"
              + ("" if s.types is None else f" or type not in {list(s.types)}")]
     lines += [f"{s.phase_column}: {k} = {named(p)}" for k, p in enumerate(phases)]
     lines.append(f"{s.conf_column}: max logit over "

@@ -100,8 +100,9 @@ class PhaseModel:
         # calibrated after k steps (k -> value) are used for runs of at least k steps.
         self.step_thresholds = {int(k): float(v) for k, v in (step_thresholds or {}).items()}
         # A lattice a near-melting liquid's atoms mimic (HCP: icosahedral-like order) may
-        # need a higher threshold than the others; k -> {phase: threshold}, which only
-        # ever raises the step's threshold for atoms labelled that phase.
+        # need a higher threshold than the others, and one whose hot crystal no liquid
+        # atom imitates (beta BCC) a lower one; k -> {phase: threshold}, which replaces
+        # the step's shared threshold for atoms labelled that phase.
         self.phase_thresholds = {int(k): {str(p): float(t) for p, t in v.items()}
                                  for k, v in (phase_thresholds or {}).items()}
         self.step_size = float(step_size)  # Å^2 (model units): r += step_size * score
@@ -240,9 +241,9 @@ class PhaseModel:
 
     def unknown_thresholds(self, denoise_steps: int, candidates=None) -> np.ndarray:
         """The threshold of each phase (an atom labelled it is unknown below) for a run of
-        ``denoise_steps`` steps: ``threshold_for``, raised where ``phase_thresholds``
-        says so, unless the ``candidates`` (indices or names) are a subset: the raised
-        thresholds were set on the logits over all phases, with their prior, as a
+        ``denoise_steps`` steps: ``threshold_for``, or the phase's own where
+        ``phase_thresholds`` has one, unless the ``candidates`` (indices or names) are a
+        subset: the phases' own were set on the logits over all phases, with their prior, as a
         candidate run reads neither (measured: HCP Ti compressed 10% along c is 45% hcp
         over fcc/bcc/hcp/omega at step 0 with the shared threshold, 4% with hcp's)."""
         limits = np.full(len(self.phases), self.threshold_for(denoise_steps))
@@ -251,7 +252,7 @@ class PhaseModel:
         for phase, value in calibrated_for(self.phase_thresholds, denoise_steps, {}).items():
             if phase in self.phases:
                 k = self.phases.index(phase)
-                limits[k] = max(limits[k], value)
+                limits[k] = value
         return limits
 
     def candidate_indices(self, candidates: Sequence[str] | None) -> np.ndarray:

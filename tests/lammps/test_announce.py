@@ -7,7 +7,7 @@ from lpfm_insitu.lammps.settings import InsituSettings
 from lpfm_insitu.model.files import load_model
 
 
-def test_unknown_line_names_every_raised_phase_threshold():
+def test_unknown_line_names_every_phase_threshold_of_its_own():
     model = load_model("default")
     model.step_thresholds = {0: 3.0, 8: 4.5}
     model.phase_thresholds = {0: {"A_hP2_194_c": 3.9}, 8: {"A_oF8_70_a": 6.2}}
@@ -17,4 +17,12 @@ def test_unknown_line_names_every_raised_phase_threshold():
         line = mapping_lines(settings, model, [])[0]
         assert line.startswith(f"{settings.phase_column}: -1 = unknown (confidence < {shared};")
         assert f"labelled {raised})" in line, line
-        assert len(re.findall("labelled", line)) == 1  # only the phase raised for this run
+        assert len(re.findall("labelled", line)) == 1  # only the phase set for this run
+
+
+def test_unknown_line_names_a_lowered_phase_threshold_too():
+    model = load_model("default")
+    model.step_thresholds = {0: 3.0}
+    model.phase_thresholds = {0: {"A_cI2_229_a": 2.8}}
+    line = mapping_lines(InsituSettings(denoise_steps=0), model, [])[0]
+    assert "(confidence < 3; labelled bcc (A_cI2_229_a): < 2.8)" in line, line

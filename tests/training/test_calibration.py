@@ -294,6 +294,47 @@ def test_lattice_thresholds_reject_liquid_atoms_within_the_hot_crystals_budget()
             assert np.mean(labels == model.phases.index(label)) >= before - loss - 1e-12
 
 
+def test_lattice_thresholds_lower_a_phase_its_hot_crystal_pays_for_but_no_liquid_reaches():
+    """A shared threshold that costs a hot crystal a third of its atoms: a phase with a hot MD crystal (``lowerable``) gets a lower threshold of its
+    own, down to what its crystal affords but never past a liquid atom it labels, so no
+    liquid atom more is labelled it; a phase that is not lowerable keeps the shared one.
+    A run of more steps never reads an earlier step's lowered threshold."""
+    model = load_model("default")
+    steps, loss = (0, 1), 0.05
+    rng = np.random.default_rng(6)
+    liquid = [disordered_packing(200, rng) for _ in range(2)]
+    hot = []
+    for label, name, a in (("A_cF4_225_a", "fcc", 3.9), ("A_cI2_229_a", "bcc", 3.1)):
+        atoms = bulk("Cu", name, a=a, cubic=True).repeat(4)
+        atoms.positions += rng.normal(0, 0.25, atoms.positions.shape)
+        hot.append((label, atoms))
+    bcc = model.phases.index("A_cI2_229_a")
+    # a shared threshold that costs the hot bcc crystal a third of its atoms
+    model.step_thresholds = {k: float(np.quantile(model.classify_atoms(
+        hot[1][1], denoise_steps=k).confidence, 0.3)) for k in steps}
+    liquid_bcc_before = {k: [np.sum(model.classify_atoms(f, denoise_steps=k).labels == bcc)
+                             for f in liquid] for k in steps}
+    crystal_before = np.mean(model.classify_atoms(hot[1][1]).labels == bcc)
+    thresholds, record = lattice_thresholds(model, [liquid], hot, steps=steps,
+                                            hot_loss=loss, lowerable={"A_cI2_229_a"},
+                                            log=lambda *_: None)
+    assert sorted(thresholds) == list(steps)
+    entry = record["by_step"]["0"]["A_cI2_229_a"]
+    assert entry["crystal_cap"] < entry["shared"], "the shared threshold must cost bcc here"
+    lowered = thresholds[0]["A_cI2_229_a"]
+    assert lowered == max(entry["crystal_cap"], entry["liquid_needs"]) < entry["shared"]
+    fcc = record["by_step"]["0"]["A_cF4_225_a"]
+    assert thresholds[0].get("A_cF4_225_a", fcc["shared"]) >= fcc["shared"]
+    model.phase_thresholds = thresholds
+    for k in steps:
+        for frame, before in zip(liquid, liquid_bcc_before[k]):
+            assert np.sum(model.classify_atoms(frame, denoise_steps=k).labels == bcc) == before
+    assert np.mean(model.classify_atoms(hot[1][1]).labels == bcc) > crystal_before
+    # a 2-step run reads step 1's entry, whatever step 0 lowered
+    assert model.unknown_thresholds(2)[bcc] == thresholds[1].get("A_cI2_229_a",
+                                                                  model.threshold_for(1))
+
+
 def test_calibrate_command_raises_phase_thresholds_against_the_hot_crystals(
         tmp_path, monkeypatch, capsys):
     from ase.io import write
@@ -321,9 +362,11 @@ def test_calibrate_command_raises_phase_thresholds_against_the_hot_crystals(
     for kept in ("prior", "step_size"):  # kept settings keep the record of their choice
         assert after[kept] == before["calibration"][kept]
     assert calibrated.phase_thresholds == {int(k): v for k, v in record["per_step"].items()}
-    assert calibrated.phase_thresholds, "liquid atoms above the shared threshold to reject"
-    for k, raised in calibrated.phase_thresholds.items():
-        assert all(t > calibrated.threshold_for(k) for t in raised.values())
+    assert sorted(calibrated.phase_thresholds) == [0, 1, 2, 4, 8]  # every step, empty or not
+    assert any(calibrated.phase_thresholds.values()), \
+        "liquid atoms above the shared threshold to reject"
+    for k, own in calibrated.phase_thresholds.items():
+        assert all(t != calibrated.threshold_for(k) for t in own.values())
     fcc = calibrated.classify_atoms(hot_fcc).labels
     assert np.mean(fcc == 0) >= 0.99  # the hot crystal keeps its label within its budget
     assert main(["calibrate", "default", "--hot-loss", "1.5"]) == 2
