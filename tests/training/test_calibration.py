@@ -265,6 +265,7 @@ def test_lattice_thresholds_reject_liquid_atoms_within_the_hot_crystals_budget()
     rng = np.random.default_rng(5)
     liquid = [disordered_packing(200, rng) for _ in range(2)]
     # a shared threshold that passes half the liquid leaves atoms for a lattice to reject
+    model.phase_thresholds = {}
     model.step_thresholds = step_thresholds_on_liquid(model, liquid, steps=steps,
                                                       quantile=0.5)
     hot = []
@@ -309,7 +310,8 @@ def test_lattice_thresholds_lower_a_phase_its_hot_crystal_pays_for_but_no_liquid
         atoms.positions += rng.normal(0, 0.25, atoms.positions.shape)
         hot.append((label, atoms))
     bcc = model.phases.index("A_cI2_229_a")
-    # a shared threshold that costs the hot bcc crystal a third of its atoms
+    # a shared threshold that costs the hot bcc crystal a third of its atoms, alone
+    model.phase_thresholds = {}
     model.step_thresholds = {k: float(np.quantile(model.classify_atoms(
         hot[1][1], denoise_steps=k).confidence, 0.3)) for k in steps}
     liquid_bcc_before = {k: [np.sum(model.classify_atoms(f, denoise_steps=k).labels == bcc)
