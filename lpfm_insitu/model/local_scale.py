@@ -156,8 +156,11 @@ class LocalScale:
 
 
 def _search_covering_every_kernel(neighbours: Callable[[float], Neighbours], n_owned: int,
-                                  search_reach: float) -> tuple[Neighbours, np.ndarray]:
-    """The neighbours the scale needs, and each owned atom's mean distance ``L_i``.
+                                  search_reach: float
+                                  ) -> tuple[Neighbours, np.ndarray, np.ndarray]:
+    """The neighbours the scale needs, each owned atom's mean distance ``L_i``, and
+    which owned atoms are isolated (fewer than ``K_NEAREST`` neighbours within
+    ``search_reach``).
 
     The answer is defined by a search out to ``search_reach``, but a dense metal's kernels
     end near ``FIRST_SEARCH_FRACTION`` of it, and a search's cost grows as its reach
@@ -167,22 +170,26 @@ def _search_covering_every_kernel(neighbours: Callable[[float], Neighbours], n_o
     repeated out to the largest kernel's reach or, for an atom short of neighbours,
     ``search_reach`` itself.
     """
+    def isolated_in(found):
+        owned = found.centre < n_owned
+        return np.bincount(found.centre[owned], minlength=n_owned) < K_NEAREST
+
     first_reach = FIRST_SEARCH_FRACTION * search_reach
     found = neighbours(first_reach).with_lengths()
-    owned = found.centre < n_owned
-    enough = np.bincount(found.centre[owned], minlength=n_owned) >= K_NEAREST
-    mean_distance = mean_neighbour_distance(found.centre, found.lengths, n_owned)
-    if not enough.all():
+    if isolated_in(found).any():
         found = neighbours(search_reach).with_lengths()
-        return found, mean_neighbour_distance(found.centre, found.lengths, n_owned)
+        return (found, mean_neighbour_distance(found.centre, found.lengths, n_owned),
+                isolated_in(found))
+    none_isolated = np.zeros(n_owned, dtype=bool)  # as in any wider search
+    mean_distance = mean_neighbour_distance(found.centre, found.lengths, n_owned)
     # the kernel test below is ``length < KERNEL_TRUNCATION * width``: a hair of margin
     # keeps rounding from putting a kernel's last edge outside the search
     needed = kernel_reach(float(mean_distance.max(initial=0.0))) * (1.0 + 1e-9)
     if needed < first_reach:
-        return found, mean_distance
+        return found, mean_distance, none_isolated
     found = neighbours(min(needed, search_reach)).with_lengths()
     # the K_NEAREST were inside the first search: the same mean distances
-    return found, mean_distance
+    return found, mean_distance, none_isolated
 
 
 def estimate_local_scale(positions: np.ndarray, n_owned: int,
@@ -198,12 +205,12 @@ def estimate_local_scale(positions: np.ndarray, n_owned: int,
     it is given its mean distance from what the search found.
     Collective over a subdomain (two ``forward`` calls), whatever the atom count.
     """
-    found, mean_distance = _search_covering_every_kernel(neighbours, n_owned, search_reach)
+    found, mean_distance, isolated = _search_covering_every_kernel(neighbours, n_owned,
+                                                                  search_reach)
     sender, receiver, lengths = found.centre, found.neighbour, found.lengths
     owned = sender < n_owned
     if owned.all():  # a whole periodic cell: no ghost rows to drop (saves edge-sized copies)
         owned = slice(None)
-    isolated = np.bincount(sender[owned], minlength=n_owned) < K_NEAREST
     # an isolated atom (gas, debris) has no kernel to speak of: give it the search's reach
     mean_distance = np.minimum(mean_distance, search_reach / (KERNEL_TRUNCATION * KERNEL_WIDTH))
     width = KERNEL_WIDTH * mean_distance
