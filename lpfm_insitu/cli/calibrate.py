@@ -31,6 +31,14 @@ def add_parser(subparsers) -> None:
                         "of its atoms; lower it where the shared threshold costs its hot "
                         "LAMMPS crystal more, as far as no liquid atom is labelled it "
                         "(default 0.002; 0: one threshold for every phase)")
+    p.add_argument("--margin-quantile", type=float, default=0.99,
+                   help="candidate margins: over each --candidate-sets set, an atom below the "
+                        "threshold keeps its label where it leads the next candidate by more "
+                        "than this fraction of each liquid's atoms do (default 0.99; 0: off)")
+    p.add_argument("--candidate-sets", nargs="+", default=None, metavar="PHASES",
+                   help="comma-separated candidate sets to calibrate margins for (common "
+                        "names or AFLOW labels; default: fcc,bcc,hcp,omega, the shock and Ti "
+                        "examples' set, where the model has those and more)")
     p.add_argument("--keep-step-size", action="store_true",
                    help="do not re-choose the denoising step size")
     p.add_argument("--prior-strength", default="auto",
@@ -55,14 +63,18 @@ def run(args) -> int:
     from ..model.files import load_model, read_header, resolve_model_path, save_model
     from ..model.network import ModelSpec
     from ..training.calibration import (COMMON_PHASES, prior_of_strength,
-                                        set_liquid_thresholds, set_phase_thresholds,
-                                        tune_phase_prior, tune_step_size)
+                                        set_candidate_margins, set_liquid_thresholds,
+                                        set_phase_thresholds, tune_phase_prior, tune_step_size)
 
     path = resolve_model_path(args.model)
     model = load_model(path)
     header = read_header(path)
     spec_dict = json.loads(header["spec"])
     spec = ModelSpec(**{**spec_dict, "phases": tuple(spec_dict["phases"])})
+    if not 0.0 <= args.margin_quantile < 1.0:
+        raise LPFMError(f"lpfm calibrate: --margin-quantile is a fraction of a liquid's atoms, "
+                         f"0 (off) up to below 1, got {args.margin_quantile}")
+    candidate_sets = _candidate_sets(args.candidate_sets, model.phases)
     if not 0.0 <= args.hot_loss < 1.0:
         raise LPFMError(f"lpfm calibrate: --hot-loss is a fraction of a crystal's atoms, "
                          f"0 (off) up to below 1, got {args.hot_loss}")
@@ -109,6 +121,10 @@ def run(args) -> int:
         record["phase_thresholds"] = set_phase_thresholds(model, liquids, hot, args.hot_loss,
                                                           _log)
         record["phase_thresholds"]["hot_crystals"] = described
+    model.candidate_margins = {}
+    if args.margin_quantile > 0 and candidate_sets:
+        record["candidate_margins"] = set_candidate_margins(
+            model, liquids, candidate_sets, args.margin_quantile, _log)
     training = dict(model.metadata.get("training", {}))
     training["calibration"] = record
     metadata = {k: v for k, v in model.metadata.items()
@@ -126,6 +142,32 @@ def run(args) -> int:
           f"{model.step_size:g} Å^2 (cap {model.max_step:g} Å), thresholds "
           f"{json.dumps(record['thresholds']['per_step'])}")
     return 0
+
+
+def _candidate_sets(texts, phases) -> list[tuple[str, ...]]:
+    """The sets named on the command line, or the examples' set where the model has it."""
+    from ..training.calibration import METAL_CANDIDATES
+
+    if texts is not None:
+        return [_candidate_set(text, phases) for text in texts]
+    if set(METAL_CANDIDATES) < set(phases):
+        return [METAL_CANDIDATES]
+    return []
+
+
+def _candidate_set(text: str, phases) -> tuple[str, ...]:
+    from ..errors import LPFMError
+    from ..training.prototypes import resolve_phases
+
+    try:
+        names = tuple(dict.fromkeys(resolve_phases(text, phases)))
+    except (KeyError, ValueError) as exc:
+        raise LPFMError(f"lpfm calibrate: --candidate-sets {text!r}: {exc}") from None
+    if not 2 <= len(names) < len(phases):
+        raise LPFMError(f"lpfm calibrate: --candidate-sets {text!r} names {len(names)} "
+                         f"phases; a candidate set leaves some of the model's {len(phases)} "
+                         f"out and keeps at least two")
+    return names
 
 
 def _liquids(files):

@@ -54,6 +54,8 @@ def model_identity(model, name: str) -> dict:
             "confidence_threshold": model.confidence_threshold,
             "step_thresholds": {str(k): v for k, v in model.step_thresholds.items()},
             "phase_thresholds": {str(k): v for k, v in model.phase_thresholds.items()},
+            "candidate_margins": {",".join(names): {str(k): v for k, v in by_steps.items()}
+                                  for names, by_steps in model.candidate_margins.items()},
             "calibration": training.get("calibration"),
             "steps_done": training.get("steps_done"),
             "training_seconds": training.get("training_seconds"),

@@ -102,7 +102,8 @@ def score(model, system, raw, thresholds) -> dict:
         out.setdefault("lpfm_candidates", {})[str(s)] = {
             "argmax": measure(labels_from_logits(cl, phases, candidates=system.candidates)),
             "model_threshold": measure(labels_from_logits(
-                cl, phases, model.unknown_thresholds(s, system.candidates), system.candidates)),
+                cl, phases, model.unknown_thresholds(s, system.candidates), system.candidates,
+                model.candidate_margin(s, system.candidates))),
             "n_atoms": int(len(cl)),
         }
     for name, labels in raw["baselines"].items():

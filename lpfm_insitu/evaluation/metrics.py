@@ -14,14 +14,16 @@ UNKNOWN = "unknown"
 
 
 def labels_from_logits(logits: np.ndarray, phases: Sequence[str], threshold: float = -np.inf,
-                       candidates: Sequence[str] | None = None) -> np.ndarray:
+                       candidates: Sequence[str] | None = None,
+                       margin: float | None = None) -> np.ndarray:
     """Per-atom label names: the core's decision (argmax over the candidates, ``unknown``
-    below ``threshold``), named so that LPFM, PTM and CNA answers compare directly."""
+    below ``threshold`` unless the label leads the next candidate by ``margin``), named so
+    that LPFM, PTM and CNA answers compare directly."""
     from ..model.inference import labels_from_logits as decide  # torch: not for re-rendering
 
     phases = list(phases)
     cand = None if candidates is None else np.array([phases.index(c) for c in candidates])
-    indices, _, _ = decide(np.asarray(logits, dtype=float), cand, threshold)
+    indices, _, _ = decide(np.asarray(logits, dtype=float), cand, threshold, margin=margin)
     names = np.array(phases + [UNKNOWN], dtype=object)[indices]  # UNKNOWN_PHASE (-1): last
     return names.astype(str)
 

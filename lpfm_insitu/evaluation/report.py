@@ -39,6 +39,15 @@ def _stored_thresholds(model: dict) -> str:
                  f"atom): " + ", ".join(
                      f"{common_name(p)} {float(t):.3f} from {k} steps on"
                      for k, by_phase in own.items() for p, t in by_phase.items()))
+    for names, by_steps in (model.get("candidate_margins") or {}).items():
+        quantile = (((model.get("calibration") or {}).get("candidate_margins") or {})
+                    .get("quantile"))
+        share = "" if quantile is None else f" (what {100 * (1 - quantile):g} % of each " \
+                                            f"calibration liquid's atoms reach)"
+        text += (f"; over the candidates {'/'.join(common_name(p) for p in names.split(','))}"
+                 f" an atom below the threshold keeps its label where it leads the next "
+                 f"candidate by{share} " + ", ".join(
+                     f"{float(v):.3f} from {k} steps on" for k, v in by_steps.items()))
     return text
 
 

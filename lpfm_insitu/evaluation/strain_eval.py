@@ -55,7 +55,7 @@ def _scores(model, atoms, true_label, nn_distance, diamond, candidates=None) -> 
         out["candidates"] = {
             str(r["step"]): float(np.mean(labels_from_logits(
                 r["logits"], model.phases, model.unknown_thresholds(r["step"], candidates),
-                candidates) == true_label))
+                candidates, model.candidate_margin(r["step"], candidates)) == true_label))
             for r in restricted.history if r["step"] in STEPS}
     for record in result.history:
         if record["step"] not in STEPS:

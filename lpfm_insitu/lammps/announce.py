@@ -32,7 +32,10 @@ def mapping_lines(settings, model, op_indices) -> list[str]:
     limits = model.unknown_thresholds(s.denoise_steps, s.candidates)
     own = "".join(f"; labelled {named(p)}: < {t:.6g}" for p, t in zip(phases, limits)
                   if t != threshold)
-    lines = [f"{s.phase_column}: -1 = unknown (confidence < {threshold:.6g}{own})"
+    margin = model.candidate_margin(s.denoise_steps, s.candidates)
+    kept = "" if margin is None else \
+        f"; kept where the label leads the next candidate by >= {margin:.6g}"
+    lines = [f"{s.phase_column}: -1 = unknown (confidence < {threshold:.6g}{own}{kept})"
              + ("" if s.types is None else f" or type not in {list(s.types)}")]
     lines += [f"{s.phase_column}: {k} = {named(p)}" for k, p in enumerate(phases)]
     lines.append(f"{s.conf_column}: max logit over "

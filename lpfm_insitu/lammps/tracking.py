@@ -172,6 +172,8 @@ def classifier_attributes(clf) -> dict[str, Any]:
         "model_name": str(model.metadata.get("name", s.model)),
         "model_package_version": str(model.metadata.get("package_version", "")),
         "confidence_threshold": float(model.threshold_for(s.denoise_steps)),
+        "candidate_margin": (lambda m: "none" if m is None else float(m))(
+            model.candidate_margin(s.denoise_steps, s.candidates)),
         "candidates": list(s.candidates) if s.candidates is not None else "all",
         "every": s.every if s.every is not None else "unchecked",
         "denoise_steps": int(s.denoise_steps),

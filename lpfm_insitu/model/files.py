@@ -51,6 +51,8 @@ def save_model(path: str | Path, model: PhaseModel, spec: ModelSpec, *,
         "log_prior": json.dumps(model.log_prior),
         "step_log_priors": json.dumps({str(k): v for k, v in model.step_log_priors.items()}),
         "phase_thresholds": json.dumps({str(k): v for k, v in model.phase_thresholds.items()}),
+        "candidate_margins": json.dumps({",".join(names): {str(k): v for k, v in by_steps.items()}
+                                         for names, by_steps in model.candidate_margins.items()}),
         "step_size": repr(model.step_size),
         "max_step": repr(model.max_step),
         "averaging_radius": repr(model.averaging_radius),
@@ -164,6 +166,7 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, device: str = "cpu",
                       averaging_radius=float(header.get("averaging_radius", 0.0)),
                       phase_thresholds={int(k): v for k, v in
                                         json.loads(header.get("phase_thresholds", "{}")).items()},
+                      candidate_margins=json.loads(header.get("candidate_margins", "{}")),
                       metadata=metadata, device=device, precision=precision)
 
 

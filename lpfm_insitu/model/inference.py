@@ -43,14 +43,19 @@ def check_precision(precision: str, device_type: str | None = None) -> None:
 
 
 def labels_from_logits(logits: np.ndarray, candidates: np.ndarray | None = None,
-                       threshold: float = -np.inf, at_surface: np.ndarray | None = None):
+                       threshold: float = -np.inf, at_surface: np.ndarray | None = None,
+                       margin: float | None = None):
     """``(labels, confidence, probability)`` per atom from ``(n, n_phases)`` logits.
 
     The label is the argmax over the ``candidates`` (phase indices; None: all), as an
     index into all phases, or ``UNKNOWN_PHASE`` where the confidence (that largest logit)
     is below ``threshold`` (one value, or one per phase of ``logits``: the label's) or the
-    atom is ``at_surface``. The probability is the softmax
-    probability of the label among the candidates.
+    atom is ``at_surface``. With a ``margin``, an atom below the threshold keeps its
+    label where that logit leads the next candidate's by at least ``margin``: it fits
+    none of the candidates well, but it is clearly nearer one of them than the others
+    (a crystal compressed past what the network was trained on), where a liquid's atom
+    is near several at once. The probability is the softmax probability of the label
+    among the candidates.
     """
     logits = np.asarray(logits)
     cand = np.arange(logits.shape[1]) if candidates is None else np.asarray(candidates)
@@ -62,7 +67,11 @@ def labels_from_logits(logits: np.ndarray, candidates: np.ndarray | None = None,
     labels = cand[best].astype(np.int64)
     # one threshold, or one per phase (all phases), read at each atom's label
     limit = np.asarray(threshold, dtype=float)[labels] if np.ndim(threshold) else threshold
-    labels[confidence < limit] = UNKNOWN_PHASE
+    doubtful = confidence < limit
+    if margin is not None and sub.shape[1] > 1 and len(sub):
+        runner_up = np.partition(sub, -2, axis=1)[:, -2]
+        doubtful &= confidence - runner_up < margin
+    labels[doubtful] = UNKNOWN_PHASE
     if at_surface is not None:
         # a free-surface atom's environment is half a crystal's: no prototype describes
         # it, though its logits may still favour one (measured: 99% of a Cu slab's outer
@@ -88,7 +97,8 @@ class PhaseModel:
                  step_thresholds: dict[int, float] | None = None,
                  log_prior: dict[str, float] | None = None, averaging_radius: float = 0.0,
                  step_log_priors: dict[int, dict[str, float]] | None = None,
-                 phase_thresholds: dict[int, dict[str, float]] | None = None):
+                 phase_thresholds: dict[int, dict[str, float]] | None = None,
+                 candidate_margins: dict[Sequence[str], dict[int, float]] | None = None):
         self.network = network.eval()
         self.phases = tuple(phases)
         self.log_prior = log_prior or {}
@@ -105,6 +115,10 @@ class PhaseModel:
         # the step's shared threshold for atoms labelled that phase.
         self.phase_thresholds = {int(k): {str(p): float(t) for p, t in v.items()}
                                  for k, v in (phase_thresholds or {}).items()}
+        # Restricted to a calibrated candidate set, an atom below the threshold keeps its
+        # label where it leads the next candidate by this much (``labels_from_logits``);
+        # candidate set -> {k: margin after k steps}
+        self.candidate_margins = candidate_margins or {}
         self.step_size = float(step_size)  # Å^2 (model units): r += step_size * score
         self.max_step = float(max_step)  # Å (model units) per atom per step
         self.metadata = dict(metadata or {})
@@ -129,6 +143,7 @@ class PhaseModel:
         twin.step_thresholds = dict(self.step_thresholds)
         twin.phase_thresholds = {k: dict(v) for k, v in self.phase_thresholds.items()}
         twin._step_log_priors = dict(self._step_log_priors)
+        twin._candidate_margins = {k: dict(v) for k, v in self._candidate_margins.items()}
         twin.metadata = dict(self.metadata)
         return twin
 
@@ -254,6 +269,48 @@ class PhaseModel:
                 k = self.phases.index(phase)
                 limits[k] = value
         return limits
+
+    @property
+    def candidate_margins(self) -> dict[tuple[str, ...], dict[int, float]]:
+        """Per candidate set (its phases, sorted), the margin after k denoising steps by
+        which an atom's label must lead the next candidate's to stand below the threshold.
+
+        A crystal compressed uniaxially past what the network was trained on fits no
+        prototype well: HCP Ti compressed 10% along c reaches a confidence of 2.2-3.8
+        over fcc/bcc/hcp/omega, a liquid's range, so the threshold calls 58% of it unknown,
+        though its hcp logit leads the next candidate's by 4.7 or more on every atom,
+        where 99% of a liquid's atoms lead by less than 2.3 (measured at step 0). The
+        margins are calibrated on liquids for named candidate sets (``lpfm calibrate``);
+        a run over any other set reads the threshold alone.
+        """
+        return {k: dict(v) for k, v in self._candidate_margins.items()}
+
+    @candidate_margins.setter
+    def candidate_margins(self, values) -> None:
+        margins = {}
+        for phases, by_steps in dict(values).items():
+            names = tuple(sorted(phases.split(",") if isinstance(phases, str) else phases))
+            unknown = [p for p in names if p not in self.phases]
+            if unknown or len(names) < 2:
+                raise ValueError(f"candidate margins need a set of at least two of this "
+                                 f"model's phases, got {list(names)} (not phases: {unknown})")
+            margins[names] = {int(k): float(v) for k, v in by_steps.items()}
+        self._candidate_margins = margins
+
+    def candidate_margin(self, denoise_steps: int, candidates=None) -> float | None:
+        """The margin of ``candidate_margins`` for a run over ``candidates`` (indices or
+        names) of ``denoise_steps`` steps; None over all phases or an uncalibrated set."""
+        if not self.restricts(candidates):
+            return None
+        chosen = np.unique(np.asarray(candidates))
+        if np.issubdtype(chosen.dtype, np.integer):
+            names = {self.phases[int(c)] for c in chosen}
+        else:
+            from ..training.prototypes import resolve_phases  # common names ("hcp") too
+
+            names = set(resolve_phases([str(c) for c in chosen], self.phases))
+        by_steps = self._candidate_margins.get(tuple(sorted(names)))
+        return None if by_steps is None else calibrated_for(by_steps, denoise_steps, None)
 
     def candidate_indices(self, candidates: Sequence[str] | None) -> np.ndarray:
         if candidates is None:
@@ -522,7 +579,8 @@ class PhaseModel:
         """``labels_from_logits`` with this model's thresholds for ``denoise_steps`` steps;
         free-surface atoms of ``scales`` are unknown."""
         return labels_from_logits(logits, cand, self.unknown_thresholds(denoise_steps, cand),
-                                  None if scales is None else scales.at_surface)
+                                  None if scales is None else scales.at_surface,
+                                  self.candidate_margin(denoise_steps, cand))
 
 
 def check_positions(positions: np.ndarray) -> None:

@@ -30,6 +30,15 @@ from . import torch_compat as _torch_compat  # noqa: F401  (must precede e3nn)
 #: the packages whose inits are deferred, and the names their modules take from them
 _DEFERRED = ("mace.tools", "mace.modules")
 _PRELOADED_NAMES = {"mace.tools": {"to_numpy": "mace.tools.torch_tools"}}
+#: modules the network's files import for names they do not call while building or
+#: running it, and whose own imports cost more than the network: mace.tools.compile
+#: imports torch._dynamo for a decorator that only records a class (0.85 s on 2 cores),
+#: mace.tools.torch_tools imports e3nn.io and with it scipy.signal (0.9 s) for
+#: functions MACE calls only for dielectric outputs. Their names stand in until then.
+_DEFERRED_MODULES = {
+    "mace.tools.compile": ("simplify_if_compile",),
+    "mace.tools.torch_tools": ("to_numpy", "get_change_of_basis", "spherical_to_cartesian"),
+}
 
 
 class _DeferredPackage(types.ModuleType):
@@ -51,6 +60,60 @@ class _DeferredPackage(types.ModuleType):
                    for folder in self.__path__)
 
 
+class _DeferredModule(types.ModuleType):
+    """A module whose code runs at the first attribute it does not have.
+
+    Until then each name of ``_DEFERRED_MODULES`` is a stand-in: ``simplify_if_compile``
+    records the classes it is given (and returns them, as mace's does), every other one
+    runs the module and calls its own function. Running the module replaces the stand-ins
+    with the real names and hands the recorded classes to mace's registry.
+    """
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or self.__dict__.get("_lpfm_completed"):
+            raise AttributeError(name)
+        return getattr(self._lpfm_complete(), name)
+
+    def _lpfm_complete(self) -> "_DeferredModule":
+        if not self.__dict__.get("_lpfm_completed"):
+            self.__dict__["_lpfm_completed"] = True
+            spec = importlib.util.spec_from_file_location(self.__name__, self.__file__)
+            spec.loader.exec_module(self)
+            registry = self.__dict__.get("_SIMPLIFY_REGISTRY")
+            if registry is not None:
+                registry.update(self.__dict__["_lpfm_recorded"])
+        return self
+
+
+def _stand_in(module: _DeferredModule, name: str):
+    if name == "simplify_if_compile":
+        def simplify_if_compile(cls):
+            module.__dict__["_lpfm_recorded"].append(cls)
+            return cls
+
+        return simplify_if_compile
+
+    def call_the_real_one(*args, **kwargs):
+        return getattr(module._lpfm_complete(), name)(*args, **kwargs)
+
+    call_the_real_one.__name__ = call_the_real_one.__qualname__ = name
+    return call_the_real_one
+
+
+def _enter_deferred_module(name: str) -> None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        raise ImportError(f"{name} is not a source module here")
+    module = _DeferredModule(name)
+    module.__file__, module.__package__ = spec.origin, name.rpartition(".")[0]
+    module.__dict__["_lpfm_recorded"] = []
+    for attribute in _DEFERRED_MODULES[name]:
+        setattr(module, attribute, _stand_in(module, attribute))
+    parent, _, child = name.rpartition(".")
+    sys.modules[name] = module
+    setattr(sys.modules[parent], child, module)
+
+
 def _enter_deferred(name: str) -> None:
     spec = importlib.util.find_spec(name)
     if spec is None or spec.origin is None or not spec.submodule_search_locations:
@@ -63,8 +126,11 @@ def _enter_deferred(name: str) -> None:
     parent, _, child = name.rpartition(".")
     sys.modules[name] = package
     setattr(sys.modules[parent], child, package)
+
+
+def _preload_names(name: str) -> None:
     for attribute, module in _PRELOADED_NAMES.get(name, {}).items():
-        setattr(package, attribute, getattr(importlib.import_module(module), attribute))
+        setattr(sys.modules[name], attribute, getattr(importlib.import_module(module), attribute))
 
 
 def _import_lean() -> types.SimpleNamespace:
@@ -75,6 +141,12 @@ def _import_lean() -> types.SimpleNamespace:
     try:
         for name in entered:
             _enter_deferred(name)
+        # only inside a deferred package: the real one has imported them already
+        for name in _DEFERRED_MODULES:
+            if name.rpartition(".")[0] in entered and name not in sys.modules:
+                _enter_deferred_module(name)
+        for name in entered:
+            _preload_names(name)
         blocks = importlib.import_module("mace.modules.blocks")
         models = importlib.import_module("mace.modules.models")
     except Exception:

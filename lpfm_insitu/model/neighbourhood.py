@@ -17,35 +17,41 @@ from .graph import Graph
 from .local_scale import LocalScale, equivalent_nn_distance
 
 
-def reusing_search(scales: LocalScale, positions: np.ndarray, graph_of):
-    """``graph_of`` that cuts the local scale's own neighbour search down, where that
-    search was of these very positions and reached far enough (the first pass of a run)."""
-    search = getattr(scales, "search_graph", None)
-    if search is None:
-        return graph_of
+class ReusedSearch:
+    """A ``graph_of(positions, cutoff)`` that cuts the local scale's own neighbour search
+    down where that search was of these very positions and reached far enough (the first
+    pass of a run), and searches anew otherwise."""
 
-    def reusable(input_positions, cutoff) -> Graph | None:
+    def __init__(self, scales: LocalScale, positions: np.ndarray, graph_of):
+        self.search, self.reach = scales.search_graph, scales.search_reach
+        self.positions, self.graph_of = positions, graph_of
+
+    def whole(self, input_positions, cutoff) -> Graph | None:
         """The whole search, where it was of these positions and reaches ``cutoff``."""
-        if input_positions is positions and cutoff <= scales.search_reach:
-            return search
+        if input_positions is self.positions and cutoff <= self.reach:
+            return self.search
         return None
 
-    def graph_of_reusing(input_positions, cutoff):
-        whole = reusable(input_positions, cutoff)
+    def __call__(self, input_positions, cutoff):
+        whole = self.whole(input_positions, cutoff)
         if whole is not None:
             return whole.within(None, cutoff)  # its own positions: keep its lengths
-        return graph_of(input_positions, cutoff)
+        return self.graph_of(input_positions, cutoff)
 
-    graph_of_reusing.reusable = reusable
-    return graph_of_reusing
+
+def reusing_search(scales: LocalScale, positions: np.ndarray, graph_of):
+    """``graph_of``, reusing the local scale's search where it has one (``ReusedSearch``)."""
+    if scales.search_graph is None:
+        return graph_of
+    return ReusedSearch(scales, positions, graph_of)
 
 
 def scaled_graph(positions: np.ndarray, graph_of, atom_scale: np.ndarray, radius: float) -> Graph:
     """The edges ``sender -> receiver`` no longer than ``radius`` in the receiver's model
     units (its length times the receiver's scale)."""
     smallest = float(atom_scale.min()) if len(atom_scale) else 1.0
-    reusable = getattr(graph_of, "reusable", None)
-    whole = reusable(positions, radius / smallest) if reusable is not None else None
+    whole = graph_of.whole(positions, radius / smallest) \
+        if isinstance(graph_of, ReusedSearch) else None
     if whole is not None and len(atom_scale) and np.ptp(atom_scale) > 0.0:
         # one cut of the reused search: an edge within its receiver's radius is within
         # radius / smallest as well, so cutting to that first only copied edges twice

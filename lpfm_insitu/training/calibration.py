@@ -17,7 +17,7 @@ from ase import Atoms
 from ..model.graph import periodic_graph
 from ..model.inference import REFERENCE_ATOMIC_VOLUME, REFERENCE_NN_DISTANCE
 from ..progress import progress
-from .prototypes import BCC, DIAMOND, FCC, HCP, common_name
+from .prototypes import BCC, DIAMOND, FCC, HCP, OMEGA, common_name
 
 
 def disordered_packing(n_atoms: int, rng: np.random.Generator,
@@ -449,3 +449,64 @@ def set_phase_thresholds(model, liquids, hot_crystals, hot_loss: float = HOT_LOS
     model.phase_thresholds = thresholds
     return {**record, "synthetic_sigma": SYNTHETIC_CAP_SIGMA,
             "per_step": {str(k): v for k, v in thresholds.items()}}
+
+
+# --- candidate margins: compressed crystals below the threshold ---------------------------
+
+#: The candidate set the shock and Ti examples classify over, calibrated by default.
+METAL_CANDIDATES = (FCC, BCC, HCP, OMEGA)
+#: Fraction of each liquid's atoms whose lead over the next candidate stays below the
+#: margin, so that the margin relabels at most the rest of them.
+MARGIN_QUANTILE = 0.99
+
+
+def leads_over_runner_up(logits: np.ndarray) -> np.ndarray:
+    """Each row's largest value minus its second largest."""
+    top_two = np.partition(logits, -2, axis=1)[:, -2:]
+    return top_two[:, 1] - top_two[:, 0]
+
+
+def candidate_margins_on_liquids(model, liquids, candidate_sets=(METAL_CANDIDATES,),
+                                 steps=(0, 1, 2, 4, 8), quantile: float = MARGIN_QUANTILE
+                                 ) -> dict[tuple[str, ...], dict[int, float]]:
+    """Per candidate set and step, the lead of an atom's label over the next candidate
+    that ``quantile`` of *each* liquid's atoms stay below (the largest over the liquids,
+    as for the thresholds), for ``PhaseModel.candidate_margins``.
+
+    Over a few candidates a liquid's atom sits near several at once (its two best
+    logits within 0.5 of each other on the median atom at step 0), where a crystal
+    compressed out of the training range, equally unlike every prototype, still sits
+    clearly nearer its own.
+    """
+    if not liquids:
+        raise ValueError("no liquid to calibrate the candidate margins on")
+    margins = {}
+    for candidates in candidate_sets:
+        columns = model.candidate_indices(list(candidates))
+        per_liquid = []
+        for frames in liquids:
+            leads = {k: [] for k in steps}
+            for atoms in progress(frames, desc="liquid frames"):
+                result = model.classify_atoms(atoms, denoise_steps=max(steps),
+                                              keep_history=True, candidates=list(candidates))
+                for record in result.history:
+                    if record["step"] in leads:
+                        leads[record["step"]].append(
+                            leads_over_runner_up(record["logits"][:, columns]))
+            per_liquid.append({k: rejection_threshold(v, quantile) for k, v in leads.items()})
+        names = tuple(sorted(model.phases[c] for c in columns))
+        margins[names] = {k: max(m[k] for m in per_liquid) for k in steps}
+    return margins
+
+
+def set_candidate_margins(model, liquids, candidate_sets=(METAL_CANDIDATES,),
+                          quantile: float = MARGIN_QUANTILE, log=print) -> dict:
+    """Set ``model.candidate_margins`` (:func:`candidate_margins_on_liquids`); the record."""
+    margins = candidate_margins_on_liquids(model, liquids, candidate_sets, quantile=quantile)
+    model.candidate_margins = margins
+    for names, by_step in margins.items():
+        log(f"  candidate margins over {'/'.join(common_name(p) for p in names)}: "
+            + ", ".join(f"{k} steps {v:.3f}" for k, v in by_step.items()))
+    return {"quantile": quantile,
+            "per_set": {",".join(names): {str(k): v for k, v in by_step.items()}
+                        for names, by_step in margins.items()}}

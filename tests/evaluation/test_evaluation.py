@@ -189,6 +189,9 @@ def test_md_scoring_on_toy_logits():
         def unknown_thresholds(self, steps, candidates=None):
             return np.full(len(self.phases), self.confidence_threshold)
 
+        def candidate_margin(self, steps, candidates=None):
+            return None
+
     crystal, liquid = SYSTEMS_BY_NAME["Cu_fcc_1200K"], SYSTEMS_BY_NAME["Cu_liquid_2000K"]
     fcc_logits = np.tile([2.0, 1.0, 0.0, 0.0], (10, 1))
     fcc_logits[:2] = [0.5, 1.0, 0.0, 0.0]  # two atoms called bcc, confidence 1.0

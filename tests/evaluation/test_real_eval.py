@@ -8,6 +8,7 @@ import pytest
 from ase.build import bulk
 
 from lpfm_insitu.evaluation import real_truth as truth
+from lpfm_insitu.evaluation.real_cases import CANDIDATES
 
 FCC = "A_cF4_225_a"
 
@@ -285,11 +286,14 @@ def test_the_ramp_curve_by_steps_ends_on_the_zero_and_eight_step_runs():
 
     atoms = build_prototype(OMEGA, 17.0, primitive=False).repeat((4, 4, 4))
     atoms.rattle(0.12, seed=3)
-    entry = score_ramp(load_model(), None, atoms)
+    model = load_model()
+    entry = score_ramp(model, None, atoms)
     curve = entry["omega_cand_by_step"]
     assert sorted(curve, key=int) == [str(k) for k in range(9)]
-    assert curve["0"] == entry["omega"]["lpfm_cand_0"]
-    assert curve["8"] == entry["omega"]["lpfm_cand_8"]
+    for steps in (0, 8):
+        alone = model.classify_atoms(atoms, denoise_steps=steps, candidates=list(CANDIDATES))
+        omega = np.mean(np.asarray(alone.label_names) == OMEGA)
+        assert curve[str(steps)] == entry["omega"][f"lpfm_cand_{steps}"] == omega
     entry.update(kind="ramp", description="", wall_s=1.0, md={})
     (row,) = [r for r in real_targets({"real": {"cases": {"ramp": entry}}})
               if "over the candidates" in r[0]]

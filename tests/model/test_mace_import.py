@@ -80,3 +80,34 @@ def test_maces_import_notice_never_reaches_stdout():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout == ""
+
+
+def test_the_network_runs_without_torch_dynamo_or_scipy_signal_and_mace_gets_them_later():
+    """mace.tools.compile (torch._dynamo) and mace.tools.torch_tools (e3nn.io, scipy.signal)
+    wait until something other than the network asks for them; then they are whole,
+    with the classes the network registered for symbolic simplification."""
+    probe = """
+import sys
+import numpy as np
+from ase.build import bulk
+from lpfm_insitu import load_model
+model = load_model()
+model.classify_atoms(bulk("Cu", "fcc", a=3.6, cubic=True).repeat(3))
+assert "torch._dynamo" not in sys.modules and "scipy.signal" not in sys.modules
+import mace.tools.compile as compile_tools
+from mace.modules.symmetric_contraction import SymmetricContraction
+assert compile_tools.prepare is not None and "torch._dynamo" in sys.modules
+assert SymmetricContraction in compile_tools._SIMPLIFY_REGISTRY
+from mace.tools.torch_tools import get_change_of_basis, to_numpy
+from mace.modules import models
+assert np.allclose(models.get_change_of_basis().numpy(), get_change_of_basis().numpy())
+import torch
+assert to_numpy(torch.ones(2)).tolist() == [1.0, 1.0]
+import mace.tools
+assert mace.tools.compile is compile_tools
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines()[-1] == "ok"

@@ -600,3 +600,52 @@ def test_the_network_is_built_without_torchscript_and_leaves_e3nn_as_it_was():
               torch.as_tensor(graph.edge_index), torch.tensor(graph.shifts, dtype=torch.float32))
     with torch.no_grad():
         torch.testing.assert_close(plain(*inputs), scripted(*inputs), rtol=0, atol=0)
+
+
+def test_a_candidate_margin_keeps_only_atoms_that_lead_the_next_candidate_by_it():
+    from lpfm_insitu.model.inference import labels_from_logits
+
+    logits = np.array([[1.0, 4.5, 0.0],    # below the threshold, leads by 3.5: kept
+                       [1.0, 1.5, 0.0],    # below, leads by 0.5: unknown
+                       [5.0, 4.9, 0.0],    # above the threshold: labelled whatever its lead
+                       [1.0, 0.0, 9.0]])   # leads over all phases, but phase 2 is no candidate
+    cand = np.array([0, 1])
+    plain, _, _ = labels_from_logits(logits, cand, threshold=4.8)
+    kept, confidence, _ = labels_from_logits(logits, cand, threshold=4.8, margin=2.0)
+    assert plain.tolist() == [UNKNOWN_PHASE, UNKNOWN_PHASE, 0, UNKNOWN_PHASE]
+    assert kept.tolist() == [1, UNKNOWN_PHASE, 0, UNKNOWN_PHASE]
+    np.testing.assert_array_equal(confidence, [4.5, 1.5, 5.0, 1.0])
+    # a free-surface atom stays unknown, and a lead exactly at the margin counts
+    surface = np.array([True, False, False, False])
+    assert labels_from_logits(logits, cand, 4.8, surface, margin=2.0)[0][0] == UNKNOWN_PHASE
+    assert labels_from_logits(logits, cand, 4.8, margin=3.5)[0][0] == 1
+
+
+def test_candidate_margins_serve_only_their_own_candidate_set(small_model):
+    names = small_model.phases
+    try:
+        small_model.candidate_margins = {"A_cF4_225_a,A_hP2_194_c": {0: 2.0, 8: 5.0}}
+        assert small_model.candidate_margins == {("A_cF4_225_a", "A_hP2_194_c"): {0: 2.0, 8: 5.0}}
+        for candidates in (["hcp", "fcc"], ["A_cF4_225_a", "A_hP2_194_c"], np.array([2, 0])):
+            assert [small_model.candidate_margin(k, candidates) for k in (0, 7, 8)] == [2, 2, 5]
+        assert small_model.candidate_margin(0, None) is None
+        assert small_model.candidate_margin(0, list(names)) is None  # all phases: no subset
+        assert small_model.candidate_margin(0, ["fcc", "bcc"]) is None  # another set
+        atoms = _rattled_fcc()
+        threshold = float(np.max(small_model.classify_atoms(atoms).confidence)) + 1.0
+        small_model.confidence_threshold = threshold  # every atom below it
+        pair = ["fcc", "hcp"]
+        result = small_model.classify_atoms(atoms, candidates=pair)
+        two = result.logits[:, [0, 2]]
+        lead = np.abs(two[:, 0] - two[:, 1])
+        margin = float(np.median(lead))
+        small_model.candidate_margins = {"A_cF4_225_a,A_hP2_194_c": {0: margin}}
+        again = small_model.classify_atoms(atoms, candidates=pair)
+        np.testing.assert_array_equal(again.labels != UNKNOWN_PHASE, lead >= margin)
+        # over all phases the margin is not read: every atom below the threshold
+        assert np.all(small_model.classify_atoms(atoms).labels == UNKNOWN_PHASE)
+        with pytest.raises(ValueError, match="at least two of this model's phases"):
+            small_model.candidate_margins = {"A_cF4_225_a,A_hP3_191_ad": {0: 1.0}}
+    finally:
+        small_model.candidate_margins = {}
+        small_model.confidence_threshold = -np.inf

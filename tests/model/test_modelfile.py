@@ -30,7 +30,8 @@ def saved(tmp_path):
     model = PhaseModel(build_network(spec), PHASES, confidence_threshold=-1.5,
                        metadata={"name": "t"}, log_prior={PHASES[1]: -0.75},
                        averaging_radius=3.5, step_log_priors={4: {PHASES[1]: -0.25}},
-                       phase_thresholds={0: {PHASES[0]: 0.5}})
+                       phase_thresholds={0: {PHASES[0]: 0.5}},
+                       candidate_margins={f"{PHASES[0]},{PHASES[1]}": {0: 2.5, 8: 5.0}})
     path = save_model(tmp_path / "m.safetensors", model, spec, training={"steps": 3})
     return model, path
 
@@ -45,6 +46,7 @@ def test_round_trip_keeps_answers_and_metadata(saved):
     assert loaded.step_log_priors == {4: {PHASES[1]: -0.25}}
     assert loaded.averaging_radius == 3.5
     assert loaded.phase_thresholds == {0: {PHASES[0]: 0.5}}
+    assert loaded.candidate_margins == {tuple(sorted(PHASES[:2])): {0: 2.5, 8: 5.0}}
     np.testing.assert_array_equal(loaded.classify_atoms(_atoms()).logits,
                                   model.classify_atoms(_atoms()).logits)
 

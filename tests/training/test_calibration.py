@@ -395,3 +395,55 @@ def test_prior_choice_serves_a_crystal_no_strength_brings_to_target(tiny_model):
     # 97.7% is within HOT_SLACK of the best this crystal reaches: the weaker prior, which
     # keeps more of the synthetic hcp, serves; the old rule took the strongest
     assert best["strength"] == 2.0 and best["synthetic"] == 0.5
+
+
+def test_candidate_margins_leave_the_quantile_of_each_liquid_below_them(tiny_model):
+    from lpfm_insitu.training.calibration import (candidate_margins_on_liquids,
+                                                  leads_over_runner_up)
+
+    dense = [disordered_packing(108, np.random.default_rng(3))]
+    loose = [disordered_packing(108, np.random.default_rng(4), min_distance_fraction=0.6)]
+    pair = ("A_hP2_194_c", "A_cF4_225_a")
+    margins = candidate_margins_on_liquids(tiny_model, [dense, loose], [pair], steps=(0, 2),
+                                           quantile=0.9)
+    assert list(margins) == [tuple(sorted(pair))]
+    for steps in (0, 2):
+        margin = margins[tuple(sorted(pair))][steps]
+        below = []
+        for frames in (dense, loose):
+            result = tiny_model.classify_atoms(frames[0], denoise_steps=steps,
+                                               candidates=list(pair))
+            lead = leads_over_runner_up(result.logits[:, [2, 0]])
+            below.append(np.mean(lead < margin))
+            # no smaller margin would do for the liquid that sets it
+            below.append(np.mean(lead < np.nextafter(margin, -np.inf)))
+        assert min(below[0], below[2]) >= 0.9  # each liquid
+        assert min(below[1], below[3]) < 0.9
+    with pytest.raises(ValueError, match="no liquid"):
+        candidate_margins_on_liquids(tiny_model, [])
+
+
+def test_calibrate_command_writes_candidate_margins_for_the_sets_named(tiny_model, tmp_path,
+                                                                      capsys):
+    from ase.io import write
+
+    model_path = save_model(tmp_path / "m.safetensors", tiny_model, SPEC)
+    liquid = tmp_path / "liquid.extxyz"
+    write(liquid, [disordered_packing(108, np.random.default_rng(k)) for k in range(2)])
+    common = ["calibrate", str(model_path), "--liquid", str(liquid), "--hot-loss", "0",
+              "--keep-step-size", "--prior-strength", "keep"]
+    assert main(common + ["--candidate-sets", "fcc,hcp", "--output",
+                          str(tmp_path / "c.safetensors")]) == 0
+    margins = load_model(tmp_path / "c.safetensors").candidate_margins
+    assert list(margins) == [("A_cF4_225_a", "A_hP2_194_c")]
+    assert sorted(margins[("A_cF4_225_a", "A_hP2_194_c")]) == [0, 1, 2, 4, 8]
+    training = json.loads(read_header(tmp_path / "c.safetensors")["training"])
+    assert training["calibration"]["candidate_margins"]["quantile"] == 0.99
+    # the examples' set is not this model's: no margin unless asked for
+    assert main(common + ["--output", str(tmp_path / "d.safetensors")]) == 0
+    assert load_model(tmp_path / "d.safetensors").candidate_margins == {}
+    capsys.readouterr()
+    assert main(common + ["--candidate-sets", "fcc,omega"]) != 0
+    assert "--candidate-sets 'fcc,omega'" in capsys.readouterr().err
+    assert main(common + ["--candidate-sets", "fcc,bcc,hcp"]) != 0
+    assert "leaves some of the model's 3 out" in capsys.readouterr().err
