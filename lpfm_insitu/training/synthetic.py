@@ -149,6 +149,17 @@ def random_strain(
     return rng.uniform(*scale_range) * deformation
 
 
+def _strain_range(label: str, value) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"uniaxial_ranges[{label!r}] = {value!r}: give [lowest, highest] "
+                         f"uniaxial strain, e.g. [-0.15, 0.12]") from None
+    if not -1.0 < low <= high:
+        raise ValueError(f"uniaxial_ranges[{label!r}] = {value!r}: need -1 < lowest <= highest")
+    return low, high
+
+
 def lattice_directions(cell) -> np.ndarray:
     """The cell's low-index directions as rows: a_i, a_i +- a_j, a_1 +- a_2 +- a_3.
 
@@ -232,6 +243,7 @@ class SyntheticSampler:
         uniaxial_range: tuple[float, float] = (-0.15, 0.05),
         seed: int | None = 0,
         uniaxial_exempt: Sequence[str] = (),
+        uniaxial_ranges: Mapping[str, tuple[float, float]] | None = None,
         narrow_shear: Sequence[str] = (),
         narrow_shear_std: float = 0.015,
         phase_weights: Mapping[str, float] | None = None,
@@ -271,12 +283,18 @@ class SyntheticSampler:
         # stretched 7.6 % along a cube axis) would be relabelled by that strain: they get
         # no uniaxial augmentation, or the two classes overlap and the model merges them.
         self.uniaxial_exempt = frozenset(uniaxial_exempt)
+        # A lattice that forms under strain keeps some (omega from HCP under a ramp along
+        # c is stretched along its own c, where the network read A15): such phases may
+        # get a range of their own, stretch included, where no other lattice lies.
+        self.uniaxial_ranges = {str(k): _strain_range(k, v)
+                                for k, v in (uniaxial_ranges or {}).items()}
         # Shocked HCP is strained anisotropically by 15-25% (PTM's deformation gradient in
         # the shock demo), so most lattices need a wide shear; FCC and bct In, one
         # tetragonal strain apart, keep a narrow one or their classes overlap.
         self.narrow_shear = frozenset(narrow_shear)
         self.narrow_shear_std = float(narrow_shear_std)
         for name, group in (("uniaxial_exempt", self.uniaxial_exempt),
+                            ("uniaxial_ranges", frozenset(self.uniaxial_ranges)),
                             ("narrow_shear", self.narrow_shear)):
             bad = sorted(group - set(PROTOTYPE_LABELS))
             if bad:
@@ -321,8 +339,8 @@ class SyntheticSampler:
         directions = None
         if self.p_lattice_axis and rng.random() < self.p_lattice_axis:
             directions = lattice_directions(self.ideal(label).cell)
-        F = random_strain(rng, self.scale_range, shear_std, p_uniaxial, self.uniaxial_range,
-                          directions)
+        F = random_strain(rng, self.scale_range, shear_std, p_uniaxial,
+                          self.uniaxial_ranges.get(label, self.uniaxial_range), directions)
         strained = apply_strain(self.ideal(label), F)
         clean = strained.positions.copy()
         sigma_max = self.sigma_max

@@ -310,6 +310,28 @@ def test_uniaxial_exempt_prototypes_get_no_uniaxial_strain():
         SyntheticSampler(uniaxial_exempt=["A_xx"])
 
 
+def test_a_phase_of_its_own_uniaxial_range_is_stretched_where_the_others_are_squeezed():
+    from lpfm_insitu.training.synthetic import SyntheticSampler
+
+    sampler = SyntheticSampler(labels=["A_hP3_191_ad", "A_cF4_225_a"], target_atoms=20,
+                               shear_std=0.0, scale_range=(1.0, 1.0), p_uniaxial=1.0,
+                               uniaxial_range=(-0.15, -0.10), sigma_max=0.0, seed=3,
+                               uniaxial_ranges={"A_hP3_191_ad": [0.10, 0.15]})
+
+    def volume_ratio(label):
+        sample = sampler.sample_one(label)
+        return sample.atoms.get_volume() / sampler.ideal(label).get_volume()
+
+    assert all(1.09 < volume_ratio("A_hP3_191_ad") < 1.16 for _ in range(5))
+    assert all(0.84 < volume_ratio("A_cF4_225_a") < 0.91 for _ in range(5))
+    with pytest.raises(KeyError, match="uniaxial_ranges.*A_xx"):
+        SyntheticSampler(uniaxial_ranges={"A_xx": [0.0, 0.1]})
+    with pytest.raises(ValueError, match=r"uniaxial_ranges\['A_hP3_191_ad'\].*lowest"):
+        SyntheticSampler(uniaxial_ranges={"A_hP3_191_ad": [0.1, -0.1]})
+    with pytest.raises(ValueError, match="give \\[lowest, highest\\]"):
+        SyntheticSampler(uniaxial_ranges={"A_hP3_191_ad": 0.1})
+
+
 def test_narrow_shear_prototypes_get_their_own_shear_width():
     """FCC and bct In keep a narrow shear while the other lattices get a wide one."""
     from lpfm_insitu.training.synthetic import SyntheticSampler
