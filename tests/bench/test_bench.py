@@ -25,8 +25,9 @@ def test_throughput_rows_are_measured_in_fresh_processes():
         assert row["n_atoms"] == 256 and row["precision"] == "fp32"
         assert math.isfinite(row["us_per_atom"]) and row["us_per_atom"] > row["graph_us_per_atom"] > 0
         assert row["peak_kib_per_atom"] > 0
-    # a denoising step is a forward pass plus its gradient
-    assert rows["denoise_step"]["us_per_atom"] > rows["classify"]["us_per_atom"]
+    # a denoising step is a forward pass plus its gradient, whose autograd graph it
+    # holds (memory, not time: one timed call on a shared machine can go either way)
+    assert rows["denoise_step"]["peak_kib_per_atom"] > rows["classify"]["peak_kib_per_atom"]
 
 
 def test_scaling_summary_is_largest_over_smallest():
