@@ -224,6 +224,13 @@ def ramp_case(reps: tuple[int, int, int] = (8, 5, 10), rate: float = 0.01, ramp_
                     f"stress 0), then held {hold_ps:g} ps", TI, body)
 
 
+#: how the shock example classifies Fe (``in.shock``: ``lpfm_model``, and ``lpfm_vatom``,
+#: the unshocked atomic volume it fixes the length scale with), which the default must
+#: match on the same atoms
+EXAMPLE_SHOCK_MODEL = "lenient"
+EXAMPLE_SHOCK_ATOMIC_VOLUME = 11.66
+
+
 def shock_case(example_dir: Path | None = None) -> RealCase:
     """The shock example's MD (``in.shock_md``) at the size and length of ``lpfm demo
     --quick``: 2,560 BCC Fe atoms, up = 1.4 km/s, 1 ps."""
@@ -240,7 +247,10 @@ def shock_case(example_dir: Path | None = None) -> RealCase:
     body += "variable pot index {potential}\n"
     case = RealCase("Fe_shock", "shock", "BCC Fe (Fe_mm), momentum-mirror shock along [001], "
                     "up = 1.4 km/s, 8x8x20 cells, 1 ps (the quick demo's MD, in.shock_md)",
-                    FE, body, info=(("region_depth", 32.0),), template_file=str(source))
+                    FE, body, info=(("region_depth", 32.0),
+                                    ("example_model", EXAMPLE_SHOCK_MODEL),
+                                    ("example_atomic_volume", EXAMPLE_SHOCK_ATOMIC_VOLUME)),
+                    template_file=str(source))
     return case
 
 

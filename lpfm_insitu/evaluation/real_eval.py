@@ -252,7 +252,25 @@ def score_shock(model, case, frame, zwall: float | None) -> dict:
         entry["agreement_with_ptm_0.1"][m] = _fraction(lab[m][identified] == ptm[identified])
         entry["breakdown_region"][m] = label_breakdown(lab[m][region], top=4)
     entry["breakdown_region"]["ptm_0.1"] = label_breakdown(ptm[region], top=4)
+    # the example's own model and length scale on the same atoms: the default's reference
+    name, volume = case.details["example_model"], case.details["example_atomic_volume"]
+    example = _example_argmax(name, volume, atoms)
+    entry["example"] = {"model": name, "atomic_volume": volume,
+                        "agreement": _fraction(example[identified] == ptm[identified]),
+                        "breakdown_region": label_breakdown(example[region], top=4)}
     return entry
+
+
+def _example_argmax(name: str, atomic_volume: float, atoms) -> np.ndarray:
+    """The candidates' argmax of model ``name`` with the length scale fixed by the
+    unshocked ``atomic_volume``, as the shock example classifies."""
+    from ..model.files import load_model
+    from ..model.local_scale import equivalent_nn_distance
+
+    model = load_model(name)
+    result = model.classify_atoms(atoms, candidates=list(CANDIDATES),
+                                  nn_distance=equivalent_nn_distance(atomic_volume))
+    return labels_from_logits(result.logits, result.phases, candidates=CANDIDATES)
 
 
 def run_real(model, cache=DEFAULT_CACHE, n_ranks: int = 2, cases=None, log=print) -> dict:

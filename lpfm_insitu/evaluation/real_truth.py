@@ -32,7 +32,12 @@ def contiguous(coords: np.ndarray, length: float) -> np.ndarray:
 
 def with_vacuum(atoms, axis: int, factor: float):
     """A copy of a slab-like frame whose box along ``axis`` holds ``factor`` times the
-    slab's thickness of vacuum, the atoms centred; the cell stays periodic."""
+    slab's thickness of vacuum, the atoms centred; the cell stays periodic.
+
+    A frame open along ``axis`` (a dump with shrink-wrapped bounds, whose atoms may lie
+    a little outside the box) is taken as it is; only a periodic one is unwrapped first
+    (measured: unwrapping the shock frame, whose atoms span 45.02 of its 45.07 Å, cut
+    it at an inner layer gap and laid its free end onto the wall layer, 0.70 Å apart)."""
     if factor <= 0:
         raise ValueError(f"the vacuum factor must be positive, got {factor}")
     cell = np.array(atoms.cell)
@@ -42,7 +47,7 @@ def with_vacuum(atoms, axis: int, factor: float):
                          "perpendicular to the other two (an orthogonal box along that axis)")
     out = atoms.copy()
     pos = out.get_positions()
-    z = contiguous(pos[:, axis], cell[axis, axis])
+    z = contiguous(pos[:, axis], cell[axis, axis]) if atoms.pbc[axis] else pos[:, axis]
     thickness = float(z.max() - z.min())
     length = thickness * (1.0 + factor)
     pos[:, axis] = z - z.min() + 0.5 * (length - thickness)

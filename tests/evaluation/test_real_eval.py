@@ -48,6 +48,20 @@ def test_with_vacuum_keeps_the_atoms_and_sets_the_vacuum():
         truth.with_vacuum(slab, 2, 0.0)
 
 
+def test_with_vacuum_takes_an_open_frame_as_it_is():
+    """A dump open along the normal (shrink-wrapped: atoms a little outside the box) has
+    nothing to unwrap; cutting it at an inner gap would lay one end onto the other."""
+    slab = fcc_slab(vacuum=0.0)
+    z = slab.positions[:, 2]
+    slab.positions[:, 2] -= z.min() + 0.3  # the lowest atom just below the box
+    slab.cell[2, 2] = np.ptp(z) + 0.05  # the box a hair wider than the atoms' span
+    slab.pbc = (True, True, False)
+    out = truth.with_vacuum(slab, 2, 1.0)
+    shifted = out.positions[:, 2] - slab.positions[:, 2]
+    np.testing.assert_allclose(shifted, shifted[0], atol=1e-9)  # one rigid shift
+    assert min(out.get_distances(0, range(1, len(out)), mic=True)) > 2.0
+
+
 def test_atomic_layers_and_the_outermost_layer_of_a_hot_slab():
     slab = fcc_slab()
     z = slab.positions[:, 2]
@@ -298,3 +312,38 @@ def test_the_ramp_curve_by_steps_ends_on_the_zero_and_eight_step_runs():
     (row,) = [r for r in real_targets({"real": {"cases": {"ramp": entry}}})
               if "over the candidates" in r[0]]
     assert "most at" in row[2] and row[3] == (curve["8"] >= 0.75)
+
+
+def test_the_shock_reference_is_the_examples_own_model_and_length_scale():
+    """The default is held to the shock example's classification of the same atoms, so
+    the reference follows the example's input."""
+    import re
+    from pathlib import Path
+
+    from lpfm_insitu.evaluation.real_cases import (EXAMPLE_SHOCK_ATOMIC_VOLUME,
+                                                   EXAMPLE_SHOCK_MODEL)
+
+    source = (Path(__file__).parents[2] / "lammps_examples" / "shock" / "in.shock").read_text()
+    fe = source[source.index('if "${material} == fe"'):source.index("elif")]
+    assert float(re.search(r"lpfm_vatom\s+index\s+([\d.]+)", fe).group(1)) == \
+        EXAMPLE_SHOCK_ATOMIC_VOLUME
+    assert re.search(r"variable lpfm_model\s+index\s+(\S+)", source).group(1) == \
+        EXAMPLE_SHOCK_MODEL
+
+
+def test_the_shock_row_compares_with_the_example_on_the_same_atoms():
+    from lpfm_insitu.evaluation.real_report import real_targets
+
+    def rows(default, example):
+        entry = {"kind": "shock", "description": "", "wall_s": 1.0, "md": {},
+                 "n_ptm_identified": 500, "region_depth": 32.0,
+                 "agreement_with_ptm_0.1": {"lpfm_cand_argmax_0": default},
+                 "example": {"model": "lenient", "atomic_volume": 11.66,
+                             "agreement": example}}
+        return [r for r in real_targets({"real": {"cases": {"Fe_shock": entry}}})
+                if "shocked Fe" in r[0]]
+
+    (row,) = rows(0.80, 0.75)
+    assert row[1] == "≥ 75.0 %" and row[2] == "80.0 %" and row[3] is True
+    assert "`lenient`" in row[0] and "same atoms" in row[0]
+    assert rows(0.60, 0.74)[0][3] is False
