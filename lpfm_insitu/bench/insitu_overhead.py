@@ -110,6 +110,10 @@ LOOP_RE = re.compile(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps
 REPORT_RE = re.compile(r"LPFM_BENCH (.*)")
 
 
+#: the parts ``InsituClassifier`` times in every invocation
+INVOKE_PARTS = ("gather", "halo_plan", "length_scale", "ghost_check", "model", "write", "hooks")
+
+
 def invocation_report(callback, phase: str | None):
     """The function that LAMMPS calls after the run: counters of the in-situ classifier."""
 
@@ -132,10 +136,13 @@ def invocation_report(callback, phase: str | None):
         adapter = comm.allreduce(clf.timings.get("total", 0.0), op=MPI.MAX)
         model = comm.allreduce(clf.timings.get("model", 0.0), op=MPI.MAX)
         last = comm.allreduce(clf.last.get("total", 0.0), op=MPI.MAX)  # past torch's warm-up
+        # where an invocation's time goes, summed over the run (slowest rank per part)
+        parts = {k: comm.allreduce(clf.timings.get(k, 0.0), op=MPI.MAX) for k in INVOKE_PARTS}
         if comm.Get_rank() == 0:
+            split = ",".join(f"{k}:{v:.6f}" for k, v in parts.items())
             print(f"LPFM_BENCH invocations={clf.invocations} atoms={counts[0]} "
                   f"labelled={counts[1]} expected={counts[2]} adapter_s={adapter:.6f} "
-                  f"model_s={model:.6f} last_s={last:.6f}", flush=True)
+                  f"model_s={model:.6f} last_s={last:.6f} parts_s={split}", flush=True)
 
     return lpfm_report
 
@@ -266,7 +273,9 @@ def run_one(name: str, variant: str, folder: Path, text: str, ranks: int, model:
                    labelled_fraction=int(fields["labelled"]) / int(fields["atoms"]),
                    expected_fraction=int(fields["expected"]) / int(fields["atoms"]),
                    adapter_s=float(fields["adapter_s"]), model_s=float(fields["model_s"]),
-                   adapter_last_s=float(fields["last_s"]))
+                   adapter_last_s=float(fields["last_s"]),
+                   parts_s={k: float(v) for k, v in
+                            (kv.split(":") for kv in fields["parts_s"].split(","))})
     elif variant == "cna":
         rows = [line.split() for line in (folder / "cna_eval.txt").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
@@ -300,6 +309,8 @@ def _summarise(runs: dict, n_atoms: int) -> dict:
     out["lpfm_adapter_s"] = [r["adapter_s"] for r in runs["lpfm"]]
     out["lpfm_model_s"] = [r["model_s"] for r in runs["lpfm"]]
     out["lpfm_adapter_last_invocation_s"] = [r["adapter_last_s"] for r in runs["lpfm"]]
+    out["lpfm_parts_s"] = {k: statistics.median(r["parts_s"][k] for r in runs["lpfm"])
+                           for k in INVOKE_PARTS}
     out["cpu_use_percent"] = {v: [r["cpu_use_percent"] for r in runs[v]] for v in VARIANTS}
     return out
 

@@ -57,6 +57,9 @@ class ScalarFusedConvolution(torch.nn.Module):
                 tp_weights: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         sender, receiver = edge_index[0], edge_index[1]
         n_nodes, n_edges = node_feats.shape[0], edge_attrs.shape[0]
+        # atoms past the last receiver get no message: the network orders the atoms a
+        # layer needs first, and a rank's outer ghosts (most of its atoms) only send
+        n_out, n_nodes = n_nodes, int(receiver.max()) + 1 if n_edges else 0
         weighted = (tp_weights.view(n_edges, self.n_paths, self.channels)
                     * node_feats[sender].unsqueeze(1)).view(n_edges, -1)
         harmonics = edge_attrs * self.component_scale
@@ -75,7 +78,10 @@ class ScalarFusedConvolution(torch.nn.Module):
         summed = summed.view(n_nodes, -1, self.n_paths, self.channels)
         blocks = [summed[:, s, path, :].transpose(1, 2).reshape(n_nodes, -1)
                   for path, s in self.output_blocks]
-        return torch.cat(blocks, dim=1)
+        message = torch.cat(blocks, dim=1)
+        if n_nodes < n_out:
+            message = torch.cat([message, message.new_zeros(n_out - n_nodes, message.shape[1])])
+        return message
 
 
 def _slots(receiver: torch.Tensor, n_nodes: int) -> tuple[torch.Tensor, int]:

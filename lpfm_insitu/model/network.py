@@ -300,16 +300,29 @@ class LPFMNetwork(torch.nn.Module):
         With ``n_owned``, only the first ``n_owned`` atoms' features are returned, and each
         layer sends messages only to the atoms whose output a later layer (or the answer)
         uses: the last layer to the owned atoms, the one before to them and their
-        neighbours, and so on. A subdomain's outer ghosts then only send.
+        neighbours, and so on. A subdomain's outer ghosts then only send. The atoms are
+        put in the order of how many layers need them (``_nested_order``), so that each
+        layer's atoms are a prefix, and a layer's node-wise work (the products, the
+        linear maps of the next layer) runs on that prefix only: in situ, a rank's ghosts
+        outnumber its owned atoms two to three times.
         """
         mace = self.mace
         n_atoms = positions.shape[0]
         layers = len(mace.interactions)
         prune = n_owned is not None and n_owned < n_atoms
-        needed = _needed_per_layer(edge_index, n_atoms, n_owned, layers) if prune else None
+        rows = [n_atoms] * layers  # atoms whose output of each layer is used: a prefix
         if prune:  # edges into atoms no layer needs go before any geometry is computed
+            needed = _needed_per_layer(edge_index, n_atoms, n_owned, layers)
             keep = needed[0][edge_index[1]]
             edge_index, shifts = edge_index[:, keep], shifts[keep]
+            order, new_index, rows = _nested_order(needed)
+            positions = positions[order]
+            atom_scale = atom_scale[order] if atom_scale is not None else None
+            edge_index = new_index[edge_index]
+            # receivers stay sorted (the fused convolution's fast path), each one's
+            # edges in their old order, so every sum adds the same terms in the same order
+            by_receiver = torch.argsort(edge_index[1], stable=True)
+            edge_index, shifts = edge_index[:, by_receiver], shifts[by_receiver]
         node_attrs = torch.zeros(n_atoms, self.n_elements, dtype=positions.dtype,
                                  device=positions.device)
         node_attrs[:, self.element_index] = 1.0
@@ -330,18 +343,28 @@ class LPFMNetwork(torch.nn.Module):
                                      receiver[first_shell], sender[first_shell], n_atoms,
                                      self.shape_cutoff)
         collected = []
+        rows_in = n_atoms
         for i, (interaction, product) in enumerate(zip(mace.interactions, mace.products)):
             if prune and i > 0:
-                keep = needed[i][edge_index[1]]
+                keep = edge_index[1] < rows[i]
                 edge_index, edge_attrs, edge_feats = (edge_index[:, keep], edge_attrs[keep],
                                                       edge_feats[keep])
                 cutoff = cutoff[keep] if cutoff is not None else None
+            # MACE's own ghost truncation (built for LAMMPS' ML-IAP): the block's node-wise
+            # work after the convolution runs on the first rows[i] atoms only. Marking
+            # every layer "first" skips MACE's LAMMPS exchange of ghost features: the
+            # ghosts a layer reads were computed here, by the layer before.
+            truncation = dict(lammps_class=_GHOSTS_COMPUTED_HERE,
+                              lammps_natoms=(rows[i], rows_in - rows[i]),
+                              first_layer=True) if prune else dict(first_layer=(i == 0))
             node_feats, sc = interaction(
-                node_attrs=node_attrs, node_feats=node_feats, edge_attrs=edge_attrs,
-                edge_feats=edge_feats, edge_index=edge_index, cutoff=cutoff,
-                first_layer=(i == 0),
+                node_attrs=node_attrs[:rows_in], node_feats=node_feats, edge_attrs=edge_attrs,
+                edge_feats=edge_feats, edge_index=edge_index, cutoff=cutoff, **truncation,
             )
-            node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs)
+            node_feats = node_feats[:rows[i]]
+            sc = sc[:rows[i]] if sc is not None else None
+            node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs[:rows[i]])
+            rows_in = rows[i]
             collected.append(node_feats[:n_owned] if n_owned is not None else node_feats)
         features = torch.cat(collected, dim=-1)[:, self.feature_mask]
         if shape is not None:
@@ -370,6 +393,21 @@ def _needed_per_layer(edge_index: torch.Tensor, n_atoms: int, n_owned: int,
         need[edge_index[0][need[edge_index[1]]]] = True
         needed.append(need)
     return needed[::-1]
+
+
+#: a stand-in for MACE's LAMMPS handle: only its being set matters (it turns truncation on)
+_GHOSTS_COMPUTED_HERE = "ghost features computed in this process"
+
+
+def _nested_order(needed: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """``(order, new_index, rows)``: the atoms ordered by how many layers need them (the
+    owned atoms first, as they were), each atom's index in that order, and how many atoms
+    each layer needs, so that layer ``i``'s atoms are the first ``rows[i]``."""
+    depth = torch.stack(needed).sum(dim=0)
+    order = torch.argsort(depth, descending=True, stable=True)
+    new_index = torch.empty_like(order)
+    new_index[order] = torch.arange(len(order), device=order.device)
+    return order, new_index, [int(n) for n in torch.stack(needed).sum(dim=1).tolist()]
 
 
 @dataclass

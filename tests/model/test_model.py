@@ -144,6 +144,26 @@ def test_a_fixed_scale_on_a_subdomain_matches_the_periodic_cell(small_model):
     _check_subdomain_matches_periodic_cell(small_model, 50, local=False)
 
 
+def test_each_layer_of_a_subdomain_works_on_the_atoms_it_needs_only(small_model):
+    """The last layer's node-wise work (product) runs on the owned atoms, the one before
+    on them and their neighbours, not on every ghost; the answers stay exact."""
+    atoms = _rattled_fcc(repeat=4)
+    scale = PhaseModel.length_scale(atomic_volume=atoms.get_volume() / len(atoms))
+    positions, owners = _with_ghost_images(atoms, small_model.receptive_field(scale))
+    rows = []
+    hooks = [product.register_forward_hook(lambda module, args, out: rows.append(len(out)))
+             for product in small_model.network.mace.products]
+    try:
+        sub = small_model.classify_subdomain(positions, len(atoms), scale, ImageHalo(owners))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert rows[-1] == len(atoms)
+    assert len(atoms) < rows[0] < len(positions)
+    whole = small_model.classify_atoms(atoms, nn_distance=REFERENCE_NN_DISTANCE / scale)
+    np.testing.assert_allclose(sub.logits, whole.logits, atol=1e-4)
+
+
 def _edge_geometry(atoms, cutoff):
     """``(vectors, lengths, receiver, sender)`` of a periodic cell's graph, as the network
     computes them (float32 tensors)."""
