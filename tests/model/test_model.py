@@ -10,6 +10,7 @@ from ase.neighborlist import neighbor_list
 
 from lpfm_insitu.constants import UNKNOWN_PHASE
 from lpfm_insitu.model.graph import periodic_graph
+from lpfm_insitu.model.image_halo import ImageHalo, with_ghost_images
 from lpfm_insitu.model.inference import NoHalo, PhaseModel
 from lpfm_insitu.model.local_scale import REFERENCE_NN_DISTANCE, equivalent_nn_distance
 from lpfm_insitu.model.network import ModelSpec, build_network
@@ -87,37 +88,6 @@ def test_logits_invariant_and_score_equivariant_under_rotation_and_translation(e
     assert np.abs(ref.displacement).max() > 1e-4
 
 
-class ImageHalo:
-    """Ghosts that are periodic images of owned atoms, all in one process."""
-
-    def __init__(self, owner_of):
-        self.owner_of = owner_of
-        self.n_local = int(owner_of.max()) + 1
-
-    def forward(self, local_values):
-        return local_values[self.owner_of]
-
-    def reverse(self, all_values):
-        out = np.zeros((self.n_local,) + all_values.shape[1:])
-        np.add.at(out, self.owner_of, all_values)
-        return out
-
-
-def _with_ghost_images(atoms, reach):
-    """Owned atoms first, then every periodic image within ``reach`` of the cell."""
-    cell = np.asarray(atoms.cell)
-    shifts = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)
-                       if (i, j, k) != (0, 0, 0)]) @ cell
-    lo, hi = atoms.positions.min(axis=0) - reach, atoms.positions.max(axis=0) + reach
-    positions, owners = [atoms.positions], [np.arange(len(atoms))]
-    for shift in shifts:
-        images = atoms.positions + shift
-        keep = np.all((images > lo) & (images < hi), axis=1)
-        positions.append(images[keep])
-        owners.append(np.flatnonzero(keep))
-    return np.concatenate(positions), np.concatenate(owners)
-
-
 @contextlib.contextmanager
 def averaging(model, radius):
     before = model.averaging_radius
@@ -149,7 +119,7 @@ def test_each_layer_of_a_subdomain_works_on_the_atoms_it_needs_only(small_model)
     on them and their neighbours, not on every ghost; the answers stay exact."""
     atoms = _rattled_fcc(repeat=4)
     scale = PhaseModel.length_scale(atomic_volume=atoms.get_volume() / len(atoms))
-    positions, owners = _with_ghost_images(atoms, small_model.receptive_field(scale))
+    positions, owners = with_ghost_images(atoms, small_model.receptive_field(scale))
     rows = []
     hooks = [product.register_forward_hook(lambda module, args, out: rows.append(len(out)))
              for product in small_model.network.mace.products]
@@ -207,7 +177,7 @@ def _check_subdomain_matches_periodic_cell(small_model, max_atoms_per_chunk, loc
     nn_distance = None if local else REFERENCE_NN_DISTANCE / scale
     whole = small_model.classify_atoms(atoms, denoise_steps=2, nn_distance=nn_distance)
     # local scales stay within a few % of the box's for a crystal: 10% covers them
-    positions, owners = _with_ghost_images(atoms, small_model.receptive_field(0.9 * scale, 2))
+    positions, owners = with_ghost_images(atoms, small_model.receptive_field(0.9 * scale, 2))
     sub = small_model.classify_subdomain(
         positions, len(atoms), None if local else scale, ImageHalo(owners), denoise_steps=2,
         max_atoms_per_chunk=max_atoms_per_chunk,
