@@ -8,9 +8,13 @@ With ``device`` (a torch device; the model uses it for CUDA), vesin-torch search
 device and the graph's arrays are torch tensors there, so nothing of the graph crosses
 the bus. Without it, the arrays are numpy arrays on the host.
 
-Edges come sorted by receiver, each receiver's senders in increasing order: the network
-sums messages per receiver and needs no sort of its own then (``_slots``), and an
-atom's edges are contiguous in memory.
+Edges come sorted by receiver (vesin's ``sorted=True``: each receiver's senders in the
+search's own order, the same from run to run, not by index): the network sums messages
+per receiver and needs no sort of its own then (``_slots``), and an atom's edges are
+contiguous in memory. Half of such a search's time is vesin's sort (87 ms sorted, 42 ms
+unsorted, for 20,000 atoms at 5.8 Å on one thread); a stable sort of the unsorted pairs by receiver
+would be cheaper, but does not reproduce vesin's order within a receiver, so every
+float sum over a receiver's edges would change.
 """
 
 from __future__ import annotations
