@@ -32,14 +32,12 @@ def time_subdomains(model, atomic_volume: float, cells=(5, 7, 9, 12), repeat: in
                     seed: int = 5) -> list[dict]:
     """``classify_subdomain`` (per-atom length scale) on hot-ish fcc cells of ``cells``
     cubic cells each, ghosts within the model's reach: owned atoms, ghosts, best time."""
-    import time
-
     import torch
 
     from ..model.image_halo import ImageHalo, with_ghost_images
     from ..model.local_scale import equivalent_nn_distance
     from ..training.prototypes import FCC, build_prototype
-    from .timing import perturbed_crystal
+    from .timing import best_time, perturbed_crystal
 
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -52,14 +50,10 @@ def time_subdomains(model, atomic_volume: float, cells=(5, 7, 9, 12), repeat: in
                                       seed)
             positions, owners = with_ghost_images(atoms, reach)
             halo = ImageHalo(owners)
-            times = []
-            for _ in range(repeat + 1):  # the first call warms up
-                start = time.perf_counter()
-                model.classify_subdomain(positions, len(atoms), None, halo,
-                                         typical_distance=typical)
-                times.append(time.perf_counter() - start)
+            seconds, _ = best_time(lambda: model.classify_subdomain(
+                positions, len(atoms), None, halo, typical_distance=typical), repeat, warmup=1)
             rows.append({"cells": n, "owned": len(atoms), "ghosts": len(positions) - len(atoms),
-                         "seconds": min(times[1:])})
+                         "seconds": seconds})
         return rows
     finally:
         torch.set_num_threads(previous)

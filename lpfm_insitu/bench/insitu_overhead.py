@@ -110,10 +110,6 @@ LOOP_RE = re.compile(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps
 REPORT_RE = re.compile(r"LPFM_BENCH (.*)")
 
 
-#: the parts ``InsituClassifier`` times in every invocation
-INVOKE_PARTS = ("gather", "halo_plan", "length_scale", "ghost_check", "model", "write", "hooks")
-
-
 def invocation_report(callback, phase: str | None):
     """The function that LAMMPS calls after the run: counters of the in-situ classifier."""
 
@@ -136,8 +132,10 @@ def invocation_report(callback, phase: str | None):
         adapter = comm.allreduce(clf.timings.get("total", 0.0), op=MPI.MAX)
         model = comm.allreduce(clf.timings.get("model", 0.0), op=MPI.MAX)
         last = comm.allreduce(clf.last.get("total", 0.0), op=MPI.MAX)  # past torch's warm-up
-        # where an invocation's time goes, summed over the run (slowest rank per part)
-        parts = {k: comm.allreduce(clf.timings.get(k, 0.0), op=MPI.MAX) for k in INVOKE_PARTS}
+        # where an invocation's time goes, summed over the run (slowest rank per part): the
+        # parts the classifier times, in its order, which is every rank's
+        parts = {k: comm.allreduce(v, op=MPI.MAX) for k, v in clf.timings.items()
+                 if k != "total"}
         if comm.Get_rank() == 0:
             split = ",".join(f"{k}:{v:.6f}" for k, v in parts.items())
             print(f"LPFM_BENCH invocations={clf.invocations} atoms={counts[0]} "
@@ -310,7 +308,7 @@ def _summarise(runs: dict, n_atoms: int) -> dict:
     out["lpfm_model_s"] = [r["model_s"] for r in runs["lpfm"]]
     out["lpfm_adapter_last_invocation_s"] = [r["adapter_last_s"] for r in runs["lpfm"]]
     out["lpfm_parts_s"] = {k: statistics.median(r["parts_s"][k] for r in runs["lpfm"])
-                           for k in INVOKE_PARTS}
+                           for k in runs["lpfm"][0]["parts_s"]}
     out["cpu_use_percent"] = {v: [r["cpu_use_percent"] for r in runs[v]] for v in VARIANTS}
     return out
 

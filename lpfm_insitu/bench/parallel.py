@@ -13,10 +13,11 @@ Python module, a hot-ish fcc Cu crystal: the in-situ overhead benchmark's Cu) fo
 2. ghost atoms per owned atom at 10^4 and 10^5 atoms per rank, from LAMMPS' own ghost
    counts (``run 0``, no model) with the ``comm_modify cutoff`` the model needs, and
    for an ideal cubic subdomain;
-3. the wall time of an invocation on N ranks against 1 on the same system, the CPU time
-   of all ranks together (oversubscribed ranks wait for a core: their wall time is not
-   their work), and whether every atom gets the single-rank answer (labels identical,
-   order parameters to float rounding).
+3. the wall time of an invocation on N ranks against 1 on the same system, and whether
+   every atom gets the single-rank answer (labels identical, order parameters to float
+   rounding). The CPU time of all ranks together is recorded too, but it is not the
+   work: a rank waiting in an MPI collective spins, and oversubscribed ranks wait a lot
+   (the cost model therefore times subdomains in one process, ``cost_model``).
 
 Timings are the median over ``--repeat`` invocations after two warm-ups, and the maximum
 over ranks (the slowest rank sets the pace of a parallel run).
@@ -95,7 +96,7 @@ def worker_timing(args) -> dict:
         cpu = time.process_time()
         clf.invoke(lmp)
         if k >= WARMUP:
-            # CPU seconds, not wall: oversubscribed ranks wait for a core, but do no more work
+            # CPU seconds, spinning in MPI collectives included (recorded, not the work)
             invocations.append(dict(clf.last, cpu=time.process_time() - cpu))
     _write_answers(lmp, comm, n_phases, args.out)
 

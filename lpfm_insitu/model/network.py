@@ -403,11 +403,11 @@ def _nested_order(needed: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tenso
     """``(order, new_index, rows)``: the atoms ordered by how many layers need them (the
     owned atoms first, as they were), each atom's index in that order, and how many atoms
     each layer needs, so that layer ``i``'s atoms are the first ``rows[i]``."""
-    depth = torch.stack(needed).sum(dim=0)
-    order = torch.argsort(depth, descending=True, stable=True)
+    needed = torch.stack(needed)
+    order = torch.argsort(needed.sum(dim=0), descending=True, stable=True)
     new_index = torch.empty_like(order)
     new_index[order] = torch.arange(len(order), device=order.device)
-    return order, new_index, [int(n) for n in torch.stack(needed).sum(dim=1).tolist()]
+    return order, new_index, [int(n) for n in needed.sum(dim=1).tolist()]
 
 
 @dataclass
