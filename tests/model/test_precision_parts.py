@@ -52,6 +52,7 @@ def _parts(network):
         "decoder": [network.decoder],
         "e3nn linear maps and tensor products": [
             m for m in network.mace.modules() if isinstance(m, (o3.Linear, o3.TensorProduct))],
+        "radial MLPs": [i.conv_tp_weights for i in network.mace.interactions],
     }
 
 
@@ -98,16 +99,16 @@ def test_every_part_named_fp32_runs_in_fp32_and_the_rest_in_half(every_part_mode
     network = every_part_model.network
     assert set(network.fp32_parts) == {"first interaction", "symmetric contractions",
                                        "e3nn linear maps and tensor products",
-                                       "shape invariants", "decoder"}
+                                       "radial MLPs", "shape invariants", "decoder"}
     assert _parts(network)["e3nn linear maps and tensor products"]
-    second_radial_mlp = network.mace.interactions[1].conv_tp_weights
+    second_convolution = network.mace.interactions[1].conv_tp
     result, kept, rest, decoder_inputs = _classify_recording(
-        every_part_model, device, precision, network.fp32_parts, second_radial_mlp)
+        every_part_model, device, precision, network.fp32_parts, second_convolution)
     assert np.isfinite(result.logits).all()
     assert kept and rest, "the hooks saw no outputs"
     in_half = sorted({name for name, dtype in kept if dtype in HALF})
     assert not in_half, f"parts claimed fp32 ran in half precision inside: {in_half}"
-    # autocast really was on: the second interaction's radial MLP is not kept in fp32
+    # autocast really was on: the second interaction's convolution is not kept in fp32
     assert {dtype for _name, dtype in rest} == {torch.bfloat16 if precision == "bf16"
                                                else torch.float16}
     # the shape invariants reach the decoder unrounded: features are promoted, not cast
