@@ -40,7 +40,8 @@ def add_parser(subparsers) -> None:
                         "names or AFLOW labels; default: fcc,bcc,hcp,omega, the shock and Ti "
                         "examples' set, where the model has those and more)")
     p.add_argument("--keep-step-size", action="store_true",
-                   help="do not re-choose the denoising step size")
+                   help="do not re-choose the denoising step size (with --prior-strength "
+                        "auto the per-step priors are still chosen, at that step size)")
     p.add_argument("--prior-strength", default="auto",
                    help="how far below fcc/bcc/hcp/diamond the other prototypes' log prior "
                         "sits: 'auto' chooses it on hot LAMMPS crystals and synthetic "
@@ -96,7 +97,7 @@ def run(args) -> int:
 
         hot, described = calibration_hot_crystals(log=_log)
     # setting the undenoised prior clears the per-step ones, which only the step-size
-    # tuning chooses again: a run that keeps the step size keeps them
+    # tuning chooses again: a run that keeps the step size and the prior keeps them
     step_priors = model.step_log_priors
     if args.prior_strength == "auto":
         record["prior"] = tune_phase_prior(model, hot, log=_log)
@@ -109,7 +110,12 @@ def run(args) -> int:
                              f"number, got {args.prior_strength!r}") from None
         model.log_prior = prior_of_strength(model.phases, strength)
         record["prior"] = {"chosen": {"strength": strength}, "common_phases": list(COMMON_PHASES)}
-    if args.keep_step_size:
+    if args.keep_step_size and args.prior_strength == "auto":
+        # the per-step priors are chosen with the hot crystals at the kept step size, so a
+        # change of calibration crystals reaches them too, not only the undenoised prior
+        record["step_size"] = tune_step_size(
+            model, grid=[(model.step_size, model.max_step)], hot_crystals=hot, log=_log)
+    elif args.keep_step_size:
         model.step_log_priors = step_priors
     else:
         record["step_size"] = tune_step_size(

@@ -173,7 +173,10 @@ def _choose_strength(model, hot, synthetic, strengths, common, hot_target, when,
     needed = np.minimum(hot_target, best_each - HOT_SLACK)
     eligible = [s for s in scores if np.all(np.array(s["each_hot_crystal"]) >= needed)]
     if eligible:
-        return scores, max(eligible, key=lambda s: s["synthetic"])
+        # equal synthetic accuracy (after 8 steps every strength up to 3 ties): the hot
+        # crystals decide, then the weakest prior (max keeps the first of equals)
+        return scores, max(eligible, key=lambda s: (s["synthetic"], s["worst_hot_crystal"],
+                                                    s["hot_crystals"]))
     return scores, max(scores, key=lambda s: (s["worst_hot_crystal"], s["synthetic"]))
 
 

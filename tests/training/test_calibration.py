@@ -447,3 +447,50 @@ def test_calibrate_command_writes_candidate_margins_for_the_sets_named(tiny_mode
     assert "--candidate-sets 'fcc,omega'" in capsys.readouterr().err
     assert main(common + ["--candidate-sets", "fcc,bcc,hcp"]) != 0
     assert "leaves some of the model's 3 out" in capsys.readouterr().err
+
+
+def test_prior_choice_breaks_synthetic_ties_with_the_hot_crystals(tiny_model):
+    fcc, bcc, hcp = range(3)
+    common = ("A_cF4_225_a", "A_cI2_229_a")  # the prior lowers hcp only
+    # a denoised beta-like BCC crystal: 5 of 1,000 atoms lean to hcp by 0.5 (99.5% right
+    # with no prior, at the target); synthetic hcp leads by 10, right at every strength
+    beta = np.array([[-1, 0, 0.5]] * 5 + [[-1, 0, -1]] * 995, dtype=float)
+    synthetic = [(hcp, np.array([[0, 0, 10.0]] * 4))]
+    scores, best = _choose_strength(tiny_model, [(bcc, beta)], synthetic, (0.0, 1.0, 2.0),
+                                    common, 0.995, "test", lambda *_: None)
+    assert [s["synthetic"] for s in scores] == [1.0, 1.0, 1.0]
+    assert [s["worst_hot_crystal"] for s in scores] == pytest.approx([0.995, 1.0, 1.0])
+    # equal synthetic accuracy: the hot crystal decides, then the weakest such prior (the
+    # old rule kept the first strength, 0, leaving the 5 atoms to hcp)
+    assert best["strength"] == 1.0
+
+
+def test_calibrate_command_rechooses_the_step_priors_at_a_kept_step_size(tiny_model, tmp_path,
+                                                                         monkeypatch):
+    from ase.io import write
+
+    from lpfm_insitu.evaluation import md_snapshots
+
+    hot, _ = _hot_crystals_and_structures(tiny_model, seed=5)
+    monkeypatch.setattr(md_snapshots, "calibration_hot_crystals",
+                        lambda log=print: (hot, ["two jiggled crystals"]))
+    tiny_model.step_size, tiny_model.max_step = 0.004, 0.03
+    tiny_model.step_log_priors = {4: {"A_hP2_194_c": -0.7}}
+    try:
+        model_path = save_model(tmp_path / "m.safetensors", tiny_model, SPEC)
+    finally:
+        tiny_model.step_log_priors = {}
+    liquid = tmp_path / "liquid.extxyz"
+    write(liquid, [disordered_packing(108, np.random.default_rng(0))])
+    out = tmp_path / "c.safetensors"
+    assert main(["calibrate", str(model_path), "--liquid", str(liquid), "--hot-loss", "0",
+                 "--keep-step-size", "--output", str(out)]) == 0
+    calibrated = load_model(out)
+    record = json.loads(read_header(out)["training"])["calibration"]["step_size"]
+    # the step size is kept (a grid of one), the per-step priors chosen anew at it
+    assert [(c["step_size"], c["max_step"]) for c in record["candidates"]] == [(0.004, 0.03)]
+    assert (calibrated.step_size, calibrated.max_step) == (0.004, 0.03)
+    chosen = record["chosen"]["prior_strengths"]
+    assert sorted(int(k) for k in chosen) == [1, 2, 4, 8]
+    assert calibrated.step_log_priors == {
+        int(k): prior_of_strength(PHASES, strength) for k, strength in chosen.items()}
