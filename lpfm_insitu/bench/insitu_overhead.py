@@ -210,10 +210,10 @@ def render(name: str, variant: str, geometry: dict, steps: int, every: int,
 
 def _launch(folder: Path, n_ranks: int, model: str,
             timeout: float) -> tuple[list[str], str, float]:
-    """mpirun -np N lmp in its own process group, killed as a group on timeout; the command,
+    """mpirun -np N lmp in its own session, killed with its ranks on timeout; the command,
     its output and its wall time (s)."""
     from ..evaluation.md_templates import potential_directory
-    from ..lammps.launch import lammps_environment, lmp_executable, mpirun_prefix
+    from ..lammps.launch import kill_job, lammps_environment, lmp_executable, mpirun_prefix
 
     cmd = mpirun_prefix(n_ranks) + [lmp_executable(), "-in", "in.lammps", "-log", "log.lammps",
                                     "-nocite", "-var", "lpfm_model", model]
@@ -225,13 +225,12 @@ def _launch(folder: Path, n_ranks: int, model: str,
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-                out, _ = proc.communicate(timeout=15)
-                break
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                out = ""
+        try:  # mpirun passes SIGTERM on to its ranks
+            os.killpg(proc.pid, signal.SIGTERM)
+            out, _ = proc.communicate(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            kill_job(proc)
+            out = ""
         raise RuntimeError(_failure(f"LAMMPS did not finish within {timeout:g} s", cmd,
                                     folder, out))
     if proc.returncode != 0:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import site
 import subprocess
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -70,3 +72,36 @@ def run_lammps(input_file: str | Path, n_ranks: int = 1, *, variables: dict | No
     cmd += ["-log", log or "log.lammps", *extra_args]
     return subprocess.run(cmd, cwd=cwd, env=lammps_environment(), timeout=timeout,
                           capture_output=capture, text=True)
+
+
+def _session_pids(sid: int) -> list[int]:
+    """The live processes of session ``sid`` (Linux /proc; zombies left out)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                state, _ppid, _pgrp, session = fh.read().rsplit(")", 1)[1].split()[:4]
+        except (OSError, ValueError):  # ended while we looked
+            continue
+        if int(session) == sid and state != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+def kill_job(proc: subprocess.Popen) -> None:
+    """SIGKILL an ``mpirun`` started with ``start_new_session=True`` and every one of its
+    ranks, and return once none is left, as a batch system ends a job.
+
+    Open MPI puts each rank in a process group of its own, so killing mpirun's group leaves
+    the ranks running (orphaned) until they notice; the session holds them all.
+    """
+    while pids := _session_pids(proc.pid):
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    proc.wait()

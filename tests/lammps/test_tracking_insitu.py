@@ -11,9 +11,7 @@ condition still holding), and stay silent at 55 (maximum reached).
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +21,8 @@ import numpy as np
 import pytest
 
 from conftest import MPI_SCRIPTS
-from lpfm_insitu.lammps.launch import lammps_environment, lmp_executable, mpirun_prefix, run_lammps
+from lpfm_insitu.lammps.launch import (kill_job, lammps_environment, lmp_executable, mpirun_prefix,
+                                       run_lammps)
 
 sys.path.insert(0, str(MPI_SCRIPTS))
 from insitu_common import read_dump_frames  # noqa: E402
@@ -222,14 +221,6 @@ def _rows_in(path) -> int:
         return 0
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
 def test_time_series_readable_mid_run_and_after_sigkill(tmp_path):
     """Waits on the file and the processes, not on the clock: a loaded machine only makes
     it slower (the long deadline guards against a hung run, not a slow one)."""
@@ -252,11 +243,9 @@ def test_time_series_readable_mid_run_and_after_sigkill(tmp_path):
         assert _rows_in(path) >= 3, "no rows appeared"
         seen = read_time_series(path)  # while the writer appends
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the whole job: mpirun and both ranks
-        proc.wait(timeout=TIMEOUT)
-        while _group_alive(proc.pid):  # the ranks may outlive mpirun by a moment
-            time.sleep(0.05)
+        # the whole job, mpirun and both ranks (killing mpirun's process group alone left
+        # rank 0 appending rows after the file was read)
+        kill_job(proc)
     n_seen = len(seen["step"])
     np.testing.assert_allclose(seen["fractions"].sum(axis=1), 1.0, atol=1e-12)
     with h5py.File(path, "r") as f:  # plain h5py, as any user or tool would open it

@@ -8,7 +8,6 @@ serial computation on the concatenated data.
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lpfm_insitu.lammps.launch import kill_job
 from lpfm_insitu.tracking.statistics import reduce_phase_statistics, spatial_profile
 from lpfm_insitu.tracking.snapshot import read_snapshot
 from lpfm_insitu.tracking.timeseries import read_time_series
@@ -42,13 +42,13 @@ def _mpirun(out_dir):
     cmd = ["mpirun"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
     cmd += ["--oversubscribe", "-np", "2", sys.executable, str(SCRIPT), str(out_dir)]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    # Own session, so a hang can be ended by killing exactly this process group.
+    # Own session, so a hang can be ended by killing exactly this job.
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_job(proc)
         out, err = proc.communicate()
         pytest.fail(f"mpirun hung for {TIMEOUT}s\nstdout:\n{out}\nstderr:\n{err}")
     return proc.returncode, out, err
