@@ -63,7 +63,7 @@ def run(args) -> int:
     from ..errors import LPFMError
     from ..model.files import load_model, read_header, resolve_model_path, save_model
     from ..model.network import ModelSpec
-    from ..training.calibration import (COMMON_PHASES, prior_of_strength,
+    from ..training.calibration import (COMMON_PHASES, STEP_SIZE_GRID, prior_of_strength,
                                         set_candidate_margins, set_liquid_thresholds,
                                         set_phase_thresholds, tune_phase_prior, tune_step_size)
 
@@ -110,16 +110,15 @@ def run(args) -> int:
                              f"number, got {args.prior_strength!r}") from None
         model.log_prior = prior_of_strength(model.phases, strength)
         record["prior"] = {"chosen": {"strength": strength}, "common_phases": list(COMMON_PHASES)}
-    if args.keep_step_size and args.prior_strength == "auto":
-        # the per-step priors are chosen with the hot crystals at the kept step size, so a
-        # change of calibration crystals reaches them too, not only the undenoised prior
-        record["step_size"] = tune_step_size(
-            model, grid=[(model.step_size, model.max_step)], hot_crystals=hot, log=_log)
-    elif args.keep_step_size:
+    if args.keep_step_size and args.prior_strength != "auto":
         model.step_log_priors = step_priors
     else:
+        # a kept step size is a grid of one: the per-step priors are still chosen with the
+        # hot crystals, so a change of calibration crystals reaches them too
+        grid = [(model.step_size, model.max_step)] if args.keep_step_size else STEP_SIZE_GRID
         record["step_size"] = tune_step_size(
-            model, hot_crystals=hot if args.prior_strength == "auto" else None, log=_log)
+            model, grid=grid, hot_crystals=hot if args.prior_strength == "auto" else None,
+            log=_log)
     liquids, source = _liquids(args.liquid)
     record["thresholds"] = set_liquid_thresholds(model, liquids, args.quantile, source, _log)
     model.phase_thresholds = {}
