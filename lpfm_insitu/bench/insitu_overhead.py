@@ -5,9 +5,11 @@ For each system (EAM Cu fcc, spline-MEAM Ti hcp, ~10^4 atoms, NVE from a lattice
 velocities for ~600 K) the same run is launched three ways through ``mpirun``:
 
 * ``plain``: MD only;
-* ``lpfm``: MD + ``fix python/invoke EVERY end_of_step`` classifying every EVERY steps
-  (as in lammps_examples/insitu_classify/in.classify), with the ``comm_modify cutoff``
-  the model needs (receptive field + the default metal skin of 2 Å);
+* ``lpfm``: MD + the README's lines: ``fix python/invoke EVERY end_of_step``
+  classifying every EVERY steps, with labels at step 0 (``lpfm_setup``, in the run's
+  setup) and the tracking hook writing fractions and a profile to HDF5, with the
+  ``comm_modify cutoff`` the model needs (receptive field + the default metal skin of
+  2 Å);
 * ``cna``: MD + ``compute cna/atom`` forced every EVERY steps by a ``fix print`` whose
   text reduces it (count of atoms with the lattice's CNA code). ``fix print`` also
   evaluates at step 0, but in the run's setup, which ``Loop time`` does not include.
@@ -84,12 +86,16 @@ set             group all i_lpfm_phase -1
 shell           putenv LPFM_MODEL=${{lpfm_model}}
 python          lpfm_invoke here """
 from lpfm_insitu.lammps import configure
+from lpfm_insitu.lammps.tracking import track
 from lpfm_insitu.bench.insitu_overhead import invocation_report
 lpfm_invoke = configure(model="$LPFM_MODEL", fix="lpfm", every={every},
                         denoise_steps={denoise_steps}, ops={ops!r})
+track(lpfm_invoke, h5="track.h5", profile_axis="z", profile_bins=20)
 lpfm_report = invocation_report(lpfm_invoke, {phase!r})
 """
 fix             lpfm_run all python/invoke {every} end_of_step lpfm_invoke
+python          lpfm_setup input 1 SELF format p exists
+python          lpfm_setup invoke
 '''
 
 LPFM_AFTER = """\
@@ -113,6 +119,17 @@ REPORT_RE = re.compile(r"LPFM_BENCH (.*)")
 def invocation_report(callback, phase: str | None):
     """The function that LAMMPS calls after the run: counters of the in-situ classifier."""
 
+    clf = callback.classifier
+    at_setup: dict[str, float] = {}
+
+    def remember_setup(frame):
+        # at the loop's first invocation the counters hold the setup's (step-0 labels);
+        # hooks run before the invocation adds its own
+        if frame.step > 0 and not at_setup:
+            at_setup.update(clf.timings, invocations=clf.invocations)
+
+    clf.settings.on_result = (*clf.settings.on_result, remember_setup)
+
     def lpfm_report(lmpptr):
         import numpy as np
         from lammps import lammps
@@ -120,7 +137,6 @@ def invocation_report(callback, phase: str | None):
 
         from ..lammps.gather import custom_property
 
-        clf = callback.classifier
         lmp = lammps(ptr=lmpptr)
         n = int(lmp.extract_global("nlocal"))
         labels = np.asarray(custom_property(lmp, "i_lpfm_phase", n))
@@ -129,16 +145,20 @@ def invocation_report(callback, phase: str | None):
         counts = comm.allreduce(np.array([n, (labels >= 0).sum(), (labels == want).sum()],
                                          dtype=np.int64))
         # the slowest rank sets the pace
-        adapter = comm.allreduce(clf.timings.get("total", 0.0), op=MPI.MAX)
-        model = comm.allreduce(clf.timings.get("model", 0.0), op=MPI.MAX)
+        def in_loop(part):  # the time-step loop's invocations only
+            return clf.timings.get(part, 0.0) - at_setup.get(part, 0.0)
+
+        adapter = comm.allreduce(in_loop("total"), op=MPI.MAX)
+        model = comm.allreduce(in_loop("model"), op=MPI.MAX)
         last = comm.allreduce(clf.last.get("total", 0.0), op=MPI.MAX)  # past torch's warm-up
         # where an invocation's time goes, summed over the run (slowest rank per part): the
         # parts the classifier times, in its order, which is every rank's
-        parts = {k: comm.allreduce(v, op=MPI.MAX) for k, v in clf.timings.items()
+        parts = {k: comm.allreduce(in_loop(k), op=MPI.MAX) for k in clf.timings
                  if k != "total"}
+        loop_invocations = clf.invocations - int(at_setup.get("invocations", 0))
         if comm.Get_rank() == 0:
             split = ",".join(f"{k}:{v:.6f}" for k, v in parts.items())
-            print(f"LPFM_BENCH invocations={clf.invocations} atoms={counts[0]} "
+            print(f"LPFM_BENCH invocations={loop_invocations} atoms={counts[0]} "
                   f"labelled={counts[1]} expected={counts[2]} adapter_s={adapter:.6f} "
                   f"model_s={model:.6f} last_s={last:.6f} parts_s={split}", flush=True)
 

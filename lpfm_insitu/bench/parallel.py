@@ -73,6 +73,7 @@ def worker_timing(args) -> dict:
 
     from ..lammps.gather import gather_subdomain
     from ..lammps.halo import build_halo, within_reach
+    from ..lammps.whole_axes import one_row_per_image, subdomain_cell
     from ..lammps.configuration import configure
 
     comm = MPI.COMM_WORLD
@@ -102,15 +103,21 @@ def worker_timing(args) -> dict:
 
     sub = gather_subdomain(lmp)
     size = comm.Get_size()
-    keep = within_reach(sub.positions, sub.n_local, reach, sub.box_lo, sub.box_hi, sub.tilts)
-    n_ghost_used = int(keep.sum()) - sub.n_local
-    # the ghosts the invocation keeps before it knows the local scales (see classifier.py)
-    prune_reach = model.receptive_field(SCALE_FLOOR * typical_scale(typical), 0)
-    keep = within_reach(sub.positions, sub.n_local, prune_reach, sub.box_lo, sub.box_hi,
-                        sub.tilts)
+    cell, whole = subdomain_cell(sub)
+
+    def rows_within(distance):  # as the invocation keeps them (see classifier.py)
+        keep = np.flatnonzero(within_reach(sub.positions, sub.n_local, distance, sub.box_lo,
+                                           sub.box_hi, sub.tilts))
+        return keep[one_row_per_image(sub.ids[keep], sub.positions[keep], cell, whole)]
+
+    n_ghost_used = len(rows_within(reach)) - sub.n_local
+    # the ghosts the invocation keeps before it knows the local scales
+    keep = rows_within(model.receptive_field(SCALE_FLOOR * typical_scale(typical), 0))
     positions, ids = sub.positions[keep], sub.ids[keep]
     direct, graph_times = [], []
-    from ..model.graph import open_graph
+    from ..model.graph import subdomain_search
+
+    search = subdomain_search(cell, whole)
 
     for k in range(args.repeat + WARMUP):
         comm.Barrier()
@@ -121,10 +128,10 @@ def worker_timing(args) -> dict:
             halo = build_halo(clf._comm, ids, sub.n_local)
             t = time.perf_counter()  # the halo plan is adapter work: not part of the model call
             model.classify_subdomain(positions, sub.n_local, None, halo,
-                                     typical_distance=typical)
+                                     typical_distance=typical, cell=cell, pbc=whole)
         elapsed = time.perf_counter() - t
         t = time.perf_counter()
-        open_graph(positions * scale, model.cutoff)
+        search(positions, model.cutoff / scale)
         if k >= WARMUP:
             direct.append(elapsed)
             graph_times.append(time.perf_counter() - t)

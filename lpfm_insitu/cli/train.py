@@ -14,6 +14,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoint", help="checkpoint file (default: OUTPUT with .checkpoint.pt)")
     p.add_argument("--export", action="store_true",
                    help="write a model file from the checkpoint as it is, without training")
+    p.add_argument("--device", help="where the network trains: cpu, cuda, cuda:N or auto "
+                   "(overrides the config's device; a run resumes on any device)")
+    p.add_argument("--prefetch", type=int,
+                   help="batches built ahead by a background thread (default: 2 on a GPU, "
+                   "0 on the CPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -30,6 +35,10 @@ def run(args) -> int:
         config.output = args.output
     if args.steps is not None:
         config.steps = args.steps
+    if args.device:
+        config.device = args.device
+    if args.prefetch is not None:
+        config.prefetch = args.prefetch
     trainer = Trainer(config, progress=not args.quiet, checkpoint_path=args.checkpoint)
     if not args.restart and trainer.resume():
         print(f"resumed from {trainer.checkpoint_path} at step {trainer.step}", file=sys.stderr)

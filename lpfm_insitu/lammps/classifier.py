@@ -3,7 +3,9 @@
 At every invocation, on every rank, ``InsituClassifier.invoke``
 
 1. gathers ids, types and positions of the rank's owned and ghost atoms, keeping the
-   ghosts within the model's reach of owned atoms (LAMMPS' shell also holds the skin);
+   ghosts within the model's reach of owned atoms (LAMMPS' shell also holds the skin),
+   and, along periodic axes where the rank holds the whole box, one copy of each atom
+   instead of its ghost images: the rank's atoms are periodic there (``whole_axes``);
 2. builds the owner/ghost exchange plan by atom id (``halo.build_halo``);
 3. maps lengths onto the model's reference density per atom, from each owned atom's
    own neighbourhood (``local_scale``; ghosts get their owners' scales through the
@@ -43,6 +45,7 @@ from .quiet import core_inference, quietly
 from .rank_setup import RankLink, connect, set_up_rank
 from .schedule import InvokePeriod, companion_names, first_label_commands
 from .settings import CONFIGURE, InsituSettings, check_settings
+from .whole_axes import one_row_per_image, subdomain_cell
 from .writeback import write_results
 
 
@@ -266,10 +269,14 @@ class InsituClassifier:
         # typical one, so no atom's receptive field reaches further
         prune_reach = self.model.receptive_field(
             fixed_scale or SCALE_FLOOR * typical_scale(typical), int(s.denoise_steps))
+        cell, whole = None, (False, False, False)
         if not periodic_cell:
             # only the ghosts within reach of owned atoms matter (LAMMPS' shell adds the skin)
             rows = rows[within_reach(sub.positions[rows], n_sel_local, prune_reach,
                                      sub.box_lo, sub.box_hi, sub.tilts)]
+            coverage_positions = sub.positions[rows]
+            cell, whole = subdomain_cell(sub, s.max_atoms_per_chunk)
+            rows = rows[one_row_per_image(sub.ids[rows], sub.positions[rows], cell, whole)]
         positions = sub.positions[rows]
         ids = sub.ids[rows]
 
@@ -283,9 +290,10 @@ class InsituClassifier:
         if fixed_scale is None and not periodic_cell:
             from mpi4py import MPI
 
-            from ..model.graph import open_graph
+            from ..model.graph import subdomain_search
 
-            scales = self.model.local_scale(positions, n_sel_local, open_graph, halo, typical)
+            scales = self.model.local_scale(positions, n_sel_local,
+                                            subdomain_search(cell, whole), halo, typical)
             smallest = scales.scale[:n_sel_local].min() if n_sel_local else np.inf
             scale = float(comm.allreduce(float(smallest), op=MPI.MIN))
         else:
@@ -296,7 +304,7 @@ class InsituClassifier:
         t = time.perf_counter()
         if not periodic_cell and (s.check_ghosts == "always"
                                   or (s.check_ghosts == "first" and first)):
-            cov = ghost_coverage(comm, positions, n_sel_local, reach, sub.box_lo,
+            cov = ghost_coverage(comm, coverage_positions, n_sel_local, reach, sub.box_lo,
                                  sub.box_hi, sub.tilts, sub.periodic, sync)
             if cov.missing_total:
                 raise agreed_error(ghost_message(s, self.model, self.units, cov, scale, reach))
@@ -317,7 +325,7 @@ class InsituClassifier:
             result = self.model.classify_subdomain(
                 positions, n_sel_local, fixed_scale, halo, denoise_steps=int(s.denoise_steps),
                 candidates=s.candidates, max_atoms_per_chunk=s.max_atoms_per_chunk,
-                scales=scales)
+                scales=scales, cell=cell, pbc=whole)
         timings["model"] = time.perf_counter() - t
         sync.check()
 

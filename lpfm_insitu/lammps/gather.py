@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .whole_axes import whole_axes
+
 
 @dataclass
 class Subdomain:
@@ -20,6 +22,8 @@ class Subdomain:
     box_hi: np.ndarray
     tilts: tuple[float, float, float]
     periodic: tuple[bool, bool, bool]
+    #: periodic axes along which this rank holds the whole box (``whole_axes``)
+    whole: tuple[bool, bool, bool] = (False, False, False)
 
     @property
     def n_ghost(self) -> int:
@@ -43,9 +47,10 @@ def gather_subdomain(lmp) -> Subdomain:
         types = np.array(lmp.numpy.extract_atom("type", nelem=n_all), dtype=np.int32)
         positions = np.array(lmp.numpy.extract_atom("x", nelem=n_all, dim=3), dtype=np.float64)
     lo, hi, xy, yz, xz, periodicity, _ = lmp.extract_box()
+    periodic = tuple(bool(p) for p in periodicity)
     return Subdomain(ids, types, positions.reshape(-1, 3), n_local,
                      int(lmp.extract_global("ntimestep")), np.array(lo), np.array(hi),
-                     (xy, yz, xz), tuple(bool(p) for p in periodicity))
+                     (xy, yz, xz), periodic, whole_axes(lmp, periodic))
 
 
 def custom_datatype(name: str):

@@ -85,6 +85,21 @@ def open_graph(positions: np.ndarray, cutoff: float, threads: int | None = None,
     return _search(positions, cell, pbc, cutoff, threads)
 
 
+def subdomain_search(cell: np.ndarray | None = None, pbc=(False, False, False)):
+    """``graph_of(positions, cutoff, device=None)`` of a rank's atoms with their ghosts:
+    open space, or periodic along ``pbc`` with ``cell`` (rows: the cell vectors), for the
+    axes along which the rank holds the whole box (``lammps.whole_axes``)."""
+    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    if not pbc.any():
+        return open_graph
+    cell = np.asarray(cell, dtype=np.float64)
+
+    def graph_of(positions, cutoff, threads=None, device=None):
+        return periodic_graph(positions, cell, pbc, cutoff, threads, device)
+
+    return graph_of
+
+
 def _search(positions, cell, pbc, cutoff, threads) -> Graph:
     import vesin
 

@@ -21,7 +21,7 @@ from .blas_threads import single_threaded_numpy_blas
 from ..constants import UNKNOWN_PHASE
 from .chunking import evaluate_in_chunks
 from .denoising import denoise_and_label
-from .graph import Graph, open_graph, periodic_graph
+from .graph import Graph, periodic_graph, subdomain_search
 from .local_scale import (REFERENCE_ATOMIC_VOLUME, REFERENCE_NN_DISTANCE,  # noqa: F401
                           SEARCH_REACH, LocalScale, Neighbours,
                           equivalent_nn_distance,
@@ -471,20 +471,24 @@ class PhaseModel:
                            denoise_steps: int = 0, candidates: Sequence[str] | None = None,
                            max_atoms_per_chunk: int | None = None,
                            typical_distance: float | None = None,
-                           scales: LocalScale | None = None) -> PhaseResult:
+                           scales: LocalScale | None = None, cell: np.ndarray | None = None,
+                           pbc=(False, False, False)) -> PhaseResult:
         """Classify a rank's local atoms (first ``n_local`` rows) using its ghosts.
 
         ``length_scale`` fixes one scale for every atom; ``None`` reads it per atom
         (``local_scale``; give ``typical_distance``, the same on every rank, or the
         ``scales`` already computed by ``local_scale``). Ghosts must cover
-        ``receptive_field`` around the local atoms. Every rank must call this the same
-        number of times (the halo exchange is collective), also with zero atoms.
+        ``receptive_field`` around the local atoms, except along ``pbc`` axes, along
+        which the atoms are periodic with ``cell`` (rows: cell vectors) and need no
+        ghost images. Every rank must call this the same number of times (the halo
+        exchange is collective), also with zero atoms.
         """
         positions = np.asarray(positions, dtype=np.float64)
         check_positions(positions)
+        search = subdomain_search(cell, pbc)
 
         def graph_of(input_positions, cutoff, device=self.graph_device()):
-            return open_graph(input_positions, cutoff, device=device)
+            return search(input_positions, cutoff, device=device)
 
         if length_scale is not None:
             scales = self._fixed_scale(len(positions), float(length_scale))

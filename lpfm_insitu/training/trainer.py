@@ -3,7 +3,9 @@
 ``L = L_CE + lambda * L_SM`` (LPFM Eqs. 9-11), where ``L_SM`` is the sigma^2-weighted squared
 error between the predicted score and the Gaussian score ``-(x_noisy - x) / sigma^2``.
 Every step draws its batch from a generator seeded by ``(seed, step)``, so a run resumed
-from a checkpoint continues exactly as the uninterrupted run would have.
+from a checkpoint continues exactly as the uninterrupted run would have. The network trains
+on ``device`` (a GPU with ``device: cuda``), where the next batches are drawn and graphed
+ahead on the CPU (``batches.BatchesAhead``).
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..model.graph import periodic_graph
 from ..errors import LPFMError
 from ..model.inference import PhaseModel
 from ..model.network import ModelSpec, build_network
 from ..model.files import save_model
+from .batches import BatchesAhead, TrainingBatch, batch_tensors, training_device
 
 
 @dataclass
@@ -51,6 +53,11 @@ class TrainingConfig:
     checkpoint_every: int = 100
     validate_every: int = 200
     threads: int | None = None
+    # where the network trains: "cpu", "cuda", "cuda:N" or "auto" (a GPU if torch sees one)
+    device: str = "cpu"
+    # batches drawn and graphed ahead by a background thread while the device trains
+    # (None: 2 on a GPU, 0 on the CPU, where that thread would take the training's cores)
+    prefetch: int | None = None
     calibration_quantile: float = 0.95  # fraction of amorphous atoms labelled unknown
 
     @classmethod
@@ -70,38 +77,22 @@ class TrainingConfig:
         return cls(**values)
 
 
-def _batch_tensors(samples, cutoff):
-    """Concatenate structures into one graph; return tensors and the per-atom targets."""
-    positions, edges, shifts, labels, eps, sigma_atom = [], [], [], [], [], []
-    offset = 0
-    for s in samples:
-        atoms = s.atoms
-        pos = atoms.get_positions()
-        graph = periodic_graph(pos, np.asarray(atoms.cell), atoms.pbc, cutoff)
-        positions.append(pos)
-        edges.append(graph.edge_index + offset)
-        shifts.append(graph.shifts)
-        labels.append(np.asarray(s.label_index))
-        # logits ignore rigid translations, so the score cannot undo the mean noise
-        eps.append(s.eps - s.eps.mean(axis=0))
-        sigma = max(float(s.sigma), 1e-6)
-        sigma_atom.append(np.full(len(pos), sigma))
-        offset += len(pos)
-    return (torch.tensor(np.concatenate(positions), dtype=torch.float32),
-            torch.tensor(np.concatenate(edges, axis=1)),
-            torch.tensor(np.concatenate(shifts), dtype=torch.float32),
-            torch.tensor(np.concatenate(labels)),
-            torch.tensor(np.concatenate(eps), dtype=torch.float32),
-            torch.tensor(np.concatenate(sigma_atom), dtype=torch.float32))
+def _batch_tensors(samples, cutoff) -> TrainingBatch:
+    """``batches.batch_tensors`` (kept for the scripts in training/experiments)."""
+    return batch_tensors(samples, cutoff)
 
 
-def training_losses(network, samples, score_weight: float):
-    pos, edge_index, shifts, labels, eps, sigma = _batch_tensors(samples, network.r_max)
-    pos.requires_grad_(True)
+def training_losses(network, batch, score_weight: float):
+    """Cross-entropy and score-matching losses, and the logits, of ``batch``: a
+    ``TrainingBatch`` on the network's device, or a list of samples (built here)."""
+    if not isinstance(batch, TrainingBatch):
+        batch = batch_tensors(batch, network.r_max)
+    pos, edge_index, shifts, labels, eps, sigma = batch
+    pos = pos.clone().requires_grad_(True)  # the batch's own tensor stays a leaf without grad
     logits = network(pos, edge_index, shifts)
     ce = torch.nn.functional.cross_entropy(logits, labels)
     if score_weight == 0:
-        return ce, torch.zeros(()), logits
+        return ce, torch.zeros((), device=ce.device), logits
     log_density = torch.logsumexp(logits, dim=1).sum()
     (score,) = torch.autograd.grad(log_density, pos, create_graph=True)
     # sigma^2 |s - (-eps/sigma)|^2 = |sigma s + eps|^2: every noise level weighs alike
@@ -144,8 +135,13 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         phases = tuple(config.phases or PROTOTYPE_LABELS)
+        self.device = training_device(config.device)
+        if config.prefetch is not None and config.prefetch < 0:
+            raise LPFMError(f"prefetch must be 0 (build each batch when it is needed) or a "
+                            f"positive number of batches, got {config.prefetch}")
         torch.manual_seed(config.seed)
         self.spec, self.network = _spec_and_network(config, phases)
+        self.network.to(self.device)
         self.label_map = np.array([phases.index(p) if p in phases else -1
                                    for p in PROTOTYPE_LABELS])
         strain = dict(config.strain)
@@ -185,6 +181,17 @@ class Trainer:
             s.label_index = self.label_map[np.asarray(s.label_index)]
         return samples
 
+    @property
+    def prefetch(self) -> int:
+        if self.config.prefetch is not None:
+            return int(self.config.prefetch)
+        return 2 if self.device.type == "cuda" else 0
+
+    def batch_on_host(self, step: int) -> TrainingBatch:
+        """Step ``step``'s batch as tensors (pinned for a GPU), built on the CPU."""
+        return batch_tensors(self.batch(step), self.network.r_max,
+                             pin=self.device.type == "cuda")
+
     def save_checkpoint(self):
         state = {"step": self.step, "network": self.network.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "elapsed": self.elapsed,
@@ -197,7 +204,7 @@ class Trainer:
     def resume(self) -> bool:
         if not self.checkpoint_path.exists():
             return False
-        state = torch.load(self.checkpoint_path, weights_only=True)
+        state = torch.load(self.checkpoint_path, weights_only=True, map_location=self.device)
         saved = json.loads(state["config"])
         mismatched = {k for k in ("backbone", "decoder", "phases", "seed", "target_atoms")
                       if saved.get(k) != asdict(self.config).get(k)}
@@ -214,7 +221,7 @@ class Trainer:
         """Standardise the decoder's inputs on synthetic structures (fresh runs only)."""
         self.sampler.rng = np.random.default_rng([self.config.seed, 2**31 - 1])
         samples = self.sampler.sample(n_structures)
-        pos, edge_index, shifts, *_ = _batch_tensors(samples, self.network.r_max)
+        pos, edge_index, shifts, *_ = batch_tensors(samples, self.network.r_max).to(self.device)
         with torch.no_grad():
             features = self.network.features(pos, edge_index, shifts)
         self.network.decoder.fit_standardization(features)
@@ -229,11 +236,24 @@ class Trainer:
         self.network.train()
         bar = progress(total=until, initial=self.step, unit="step", enabled=self.progress,
                        leave=True)
+        ahead = BatchesAhead(self.batch_on_host, self.step, until, self.prefetch) \
+            if self.prefetch and self.step < until else None
+        try:
+            self._steps(until, bar, ahead)
+        finally:
+            if ahead is not None:
+                ahead.close()
+        bar.close()
+        self.network.eval()
+
+    def _steps(self, until: int, bar, ahead: BatchesAhead | None) -> None:
         while self.step < until:
             t0 = time.perf_counter()
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate(self.step)
-            ce, sm, logits = training_losses(self.network, self.batch(self.step),
+            batch = ahead.next(self.step) if ahead is not None else \
+                self.batch_on_host(self.step)
+            ce, sm, logits = training_losses(self.network, batch.to(self.device),
                                              self.config.score_weight)
             loss = ce + self.config.score_weight * sm
             self.optimizer.zero_grad(set_to_none=True)
@@ -248,16 +268,17 @@ class Trainer:
             bar.set_postfix(ce=f"{ce.item():.3f}", sm=f"{sm.item():.3f}")
             if self.step % self.config.checkpoint_every == 0 or self.step == until:
                 self.save_checkpoint()
-        bar.close()
-        self.network.eval()
 
     def phase_model(self, confidence_threshold: float = -np.inf) -> PhaseModel:
         return PhaseModel(self.network, self.spec.phases, confidence_threshold=confidence_threshold,
                           metadata={"name": Path(self.config.output).stem})
 
     def finish(self, confidence_threshold: float | None = None) -> Path:
-        """Calibrate the unknown threshold and write the model file."""
+        """Calibrate the unknown threshold and write the model file (on the CPU: a model
+        file holds host tensors, and the calibration runs where inference runs)."""
         from .calibration import calibrate_threshold
+
+        self.network.to("cpu")
 
         model = self.phase_model()
         if confidence_threshold is None:

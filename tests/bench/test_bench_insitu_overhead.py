@@ -50,3 +50,9 @@ def test_insitu_overhead_tiny(tmp_path):
     assert settings["lammps_version"]
     assert len(settings["load_average_before"]) == 3
     assert (tmp_path / "cu_eam" / "lpfm_0" / "log.lammps").exists()
+    # the README's lines ran: labels at step 0 (in the setup, not counted above) and the
+    # tracking hook's time series
+    from lpfm_insitu.tracking.timeseries import read_time_series
+
+    series = read_time_series(tmp_path / "cu_eam" / "lpfm_0" / "track.h5")
+    assert [int(s) for s in series["step"]] == [0, 100, 200]

@@ -89,6 +89,11 @@ def test_triclinic_box(checks):
     assert np.abs(data["tilts"]).max() > 1.0
     ref = _reference(checks["model"], data, np.ones(len(data["ids"]), bool), denoise_steps=1)
     _assert_equal(checks["model"], data, ref)
+    # 3 ranks split one axis: along the two others each rank holds the whole box, and
+    # classifies periodic there instead of evaluating LAMMPS' ghost images (whole_axes)
+    owning = data["n_local_per_rank"] > 0
+    assert owning.sum() == 3
+    assert np.all(data["n_ghost_per_rank"] < 0.5 * data["lammps_ghosts_per_rank"]), data
 
 
 def test_default_threads_share_the_node_unless_omp_num_threads_is_set(monkeypatch):

@@ -166,6 +166,8 @@ def gather_frame(frame, extra=None):
     out = {k: v[order] for k, v in out.items()}
     out["n_local_per_rank"] = np.array([len(p["ids"]) for p in parts])
     out["n_ghost_per_rank"] = np.array([p["n_ghost"] for p in parts])
+    if "lammps_ghosts" in parts[0]:
+        out["lammps_ghosts_per_rank"] = np.array([p["lammps_ghosts"] for p in parts])
     return out
 
 
@@ -183,7 +185,8 @@ def check_empty_ranks_and_types(model, out_dir):
             assert np.isfinite(frame.time) and frame.step == 0, (frame.time, frame.step)
             lo, hi, tilts = frame.box()
             assert len(tilts) == 3 and np.all(hi > lo)
-            data = gather_frame(frame, {"local_rows": len(frame.local_index)})
+            data = gather_frame(frame, {"local_rows": len(frame.local_index),
+                                        "lammps_ghosts": int(frame.lmp.extract_global("nghost"))})
             if rank == 0:
                 data["box_lo"], data["box_hi"] = frame.box_lo, frame.box_hi
                 data["tilts"] = np.array(frame.box()[2])  # xy, xz, yz

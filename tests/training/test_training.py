@@ -101,18 +101,77 @@ def test_a_mace_mp_download_that_fails_says_what_to_do(tmp_path, monkeypatch):
         Trainer(_config(tmp_path, backbone={"mace_mp": "small", "element": 29}), progress=False)
 
 
-def test_resumed_training_equals_uninterrupted_training(tmp_path):
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_resumed_training_equals_uninterrupted_training(tmp_path, prefetch):
+    """Also with batches built ahead by the background thread (what a GPU run does)."""
     torch.set_num_threads(1)
     straight = Trainer(_config(tmp_path / "a", steps=6, checkpoint_every=3), progress=False)
     straight.train()
-    interrupted = Trainer(_config(tmp_path / "b", steps=6, checkpoint_every=3), progress=False)
+    config = _config(tmp_path / "b", steps=6, checkpoint_every=3, prefetch=prefetch)
+    interrupted = Trainer(config, progress=False)
     interrupted.train(until=3)
-    resumed = Trainer(_config(tmp_path / "b", steps=6, checkpoint_every=3), progress=False)
+    resumed = Trainer(config, progress=False)
     assert resumed.resume() and resumed.step == 3
     resumed.train()
     for (name, a), b in zip(straight.network.state_dict().items(),
                             resumed.network.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+    assert [row["ce"] for row in straight.log] == [row["ce"] for row in resumed.log]
+
+
+def test_batches_built_ahead_are_the_batches_of_their_steps(tmp_path):
+    from lpfm_insitu.training.batches import BatchesAhead
+
+    trainer = Trainer(_config(tmp_path, prefetch=2), progress=False)
+    with BatchesAhead(trainer.batch_on_host, 5, 9, depth=2) as ahead:
+        for step in range(5, 9):
+            built, direct = ahead.next(step), trainer.batch_on_host(step)
+            for a, b in zip(built, direct):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+        with pytest.raises(ValueError, match="step 9"):
+            ahead.next(9)  # past the last step asked for
+
+    def failing(step):
+        raise RuntimeError(f"no structure for step {step}")
+
+    with BatchesAhead(failing, 0, 3, depth=2) as ahead:
+        with pytest.raises(RuntimeError, match="step 0"):
+            ahead.next(0)
+        with pytest.raises(ValueError, match="step 2"):
+            ahead.next(2)  # out of order
+
+
+def test_training_device_is_checked_before_any_work(tmp_path, monkeypatch):
+    from lpfm_insitu.errors import LPFMError
+    from lpfm_insitu.training.batches import training_device
+
+    assert training_device("cpu") == torch.device("cpu")
+    with pytest.raises(LPFMError, match="'tpu' is not one of"):
+        Trainer(_config(tmp_path, device="tpu"), progress=False)
+    with pytest.raises(LPFMError, match="prefetch must be 0"):
+        Trainer(_config(tmp_path, prefetch=-1), progress=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training_device("auto") == torch.device("cpu")
+    with pytest.raises(LPFMError, match="sees 0 CUDA device.*device 'cpu'"):
+        Trainer(_config(tmp_path, device="cuda"), progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_a_gpu_follows_the_cpu_run_and_writes_a_host_model(tmp_path):
+    torch.set_num_threads(1)
+    on_cpu = Trainer(_config(tmp_path / "cpu", steps=4), progress=False)
+    on_cpu.train()
+    on_gpu = Trainer(_config(tmp_path / "gpu", steps=4, device="cuda"), progress=False)
+    assert on_gpu.prefetch == 2
+    on_gpu.train()
+    assert next(on_gpu.network.parameters()).device.type == "cuda"
+    np.testing.assert_allclose([r["ce"] for r in on_gpu.log], [r["ce"] for r in on_cpu.log],
+                               rtol=1e-3)
+    path = on_gpu.finish(confidence_threshold=1.0)
+    assert tuple(load_model(path).phases) == tuple(PHASES)
+    # resumes on the CPU from the GPU's checkpoint
+    again = Trainer(_config(tmp_path / "gpu", steps=4), progress=False)
+    assert again.resume() and again.step == 4
 
 
 def test_resume_refuses_a_checkpoint_of_another_architecture(tmp_path):
