@@ -56,7 +56,8 @@ class TrainingConfig:
     # where the network trains: "cpu", "cuda", "cuda:N" or "auto" (a GPU if torch sees one)
     device: str = "cpu"
     # batches drawn and graphed ahead by a background thread while the device trains
-    # (None: 2 on a GPU, 0 on the CPU, where that thread would take the training's cores)
+    # (None: 2 on a GPU, 0 on the CPU, where that thread takes the training's cores: the
+    # default config's step went from 0.134 to 0.196 s with it on 2 threads)
     prefetch: int | None = None
     calibration_quantile: float = 0.95  # fraction of amorphous atoms labelled unknown
 
