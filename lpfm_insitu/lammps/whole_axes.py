@@ -5,8 +5,7 @@ the y and z axes of a 2-rank run) ghost copies of its own atoms across that axis
 every ghost across it again. Classified as an open subdomain, those images are atoms the
 model evaluates a second time: on 2 ranks of a 10^4-atom fcc Cu cube the model evaluated
 1.87 ghosts per owned atom, of which only the shell along the split axis (0.64) is
-needed. Along whole axes (two or three of them, ``subdomain_cell``) the rank's neighbour
-searches are periodic instead (the box's own cell vectors), and one row per atom and
+needed. Along whole axes the rank's neighbour searches are periodic instead (the box's own cell vectors), and one row per atom and
 image along the other axes is kept. Every owned atom's neighbourhood is the
 same set of atoms at the same separations, so answers do not change (up to the order of
 float sums), whatever the decomposition.
@@ -37,20 +36,13 @@ def whole_axes(lmp, periodic) -> tuple[bool, bool, bool]:
 def subdomain_cell(sub, max_atoms_per_chunk: int | None = None
                    ) -> tuple[np.ndarray, tuple[bool, bool, bool]]:
     """The box's cell vectors (rows) and the axes a rank's subdomain ``sub`` is periodic
-    along: its whole axes, when there are two or three of them.
-
-    With one, the ghost images stay: vesin's search periodic along one axis and open
-    along two costs 2.5 times as much per pair as an open one (a 2 x 2 x 1 grid's rank of
-    10^4 fcc Cu atoms, 5.37 Å, one thread: 0.140 s for 504,130 pairs periodic along z,
-    0.056 s for 718,062 pairs with z's images), which the fewer atoms do not repay. Periodic
-    along two axes it is 0.070 s for 545,340 pairs, against 0.097 s for 1,106,568 open.
-    None either when the model evaluates in chunks: its slabs are cut along one axis in
-    open space (``chunking``).
+    along: its whole axes. None when the model evaluates in chunks: its slabs are cut
+    along one axis in open space (``chunking``).
     """
     from .halo import box_matrix
 
     cell = box_matrix(sub.box_lo, sub.box_hi, sub.tilts).T
-    if max_atoms_per_chunk is not None or sum(sub.whole) < 2:
+    if max_atoms_per_chunk is not None:
         return cell, (False, False, False)
     return cell, tuple(sub.whole)
 
