@@ -11,6 +11,7 @@ ahead on the CPU (``batches.BatchesAhead``).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -161,6 +162,7 @@ class Trainer:
         params = [p for p in self.network.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate,
                                            weight_decay=config.weight_decay)
+        self._sampler_lock = threading.Lock()
         self.step = 0
         self.log: list[dict[str, float]] = []
         self.elapsed = 0.0
@@ -176,8 +178,11 @@ class Trainer:
             1 + np.cos(np.pi * frac)))
 
     def batch(self, step: int):
-        self.sampler.rng = np.random.default_rng([self.config.seed, step])
-        samples = self.sampler.sample(self.config.batch_size)
+        """Step ``step``'s structures (thread-safe: the sampler's generator is reseeded per
+        step, and the background thread of ``BatchesAhead`` draws with it too)."""
+        with self._sampler_lock:
+            self.sampler.rng = np.random.default_rng([self.config.seed, step])
+            samples = self.sampler.sample(self.config.batch_size)
         for s in samples:  # library indices -> this model's class indices
             s.label_index = self.label_map[np.asarray(s.label_index)]
         return samples
@@ -220,8 +225,9 @@ class Trainer:
 
     def fit_standardization(self, n_structures: int = 16) -> None:
         """Standardise the decoder's inputs on synthetic structures (fresh runs only)."""
-        self.sampler.rng = np.random.default_rng([self.config.seed, 2**31 - 1])
-        samples = self.sampler.sample(n_structures)
+        with self._sampler_lock:
+            self.sampler.rng = np.random.default_rng([self.config.seed, 2**31 - 1])
+            samples = self.sampler.sample(n_structures)
         pos, edge_index, shifts, *_ = batch_tensors(samples, self.network.r_max).to(self.device)
         with torch.no_grad():
             features = self.network.features(pos, edge_index, shifts)

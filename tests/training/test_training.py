@@ -125,6 +125,8 @@ def test_batches_built_ahead_are_the_batches_of_their_steps(tmp_path):
     trainer = Trainer(_config(tmp_path, prefetch=2), progress=False)
     with BatchesAhead(trainer.batch_on_host, 5, 9, depth=2) as ahead:
         for step in range(5, 9):
+            # drawn on this thread while the background one draws the next: the sampler
+            # is shared, so this also checks that drawing is thread-safe
             built, direct = ahead.next(step), trainer.batch_on_host(step)
             for a, b in zip(built, direct):
                 torch.testing.assert_close(a, b, rtol=0, atol=0)
