@@ -485,6 +485,10 @@ class PhaseModel:
         """
         positions = np.asarray(positions, dtype=np.float64)
         check_positions(positions)
+        if max_atoms_per_chunk and any(pbc):
+            raise ValueError(f"max_atoms_per_chunk={max_atoms_per_chunk} cuts the subdomain "
+                             f"into slabs in open space; with pbc={tuple(pbc)} give the "
+                             "ghost images instead (pbc=(False, False, False))")
         search = subdomain_search(cell, pbc)
 
         def graph_of(input_positions, cutoff, device=self.graph_device()):

@@ -116,3 +116,12 @@ def test_whole_axes_are_the_periodic_axes_a_subdomain_spans():
     assert whole_axes(lmp, (True, True, False)) == (False, True, False)  # not periodic: open
     lmp = _FakeLammps(True, (0.0, 0.0, 0.5), (1.0, 1.0, 1.0))
     assert whole_axes(lmp, (True, True, True)) == (True, True, False)
+
+
+def test_chunks_refuse_periodic_axes(small_model):
+    atoms = _rattled_fcc_cell(np.eye(3) * 10.8)
+    with pytest.raises(ValueError, match="max_atoms_per_chunk=100 cuts"):
+        small_model.classify_subdomain(atoms.positions, len(atoms), 1.0,
+                                       ImageHalo(np.arange(len(atoms))),
+                                       max_atoms_per_chunk=100, cell=np.asarray(atoms.cell),
+                                       pbc=(True, True, False))
