@@ -5,10 +5,10 @@ the y and z axes of a 2-rank run) ghost copies of its own atoms across that axis
 every ghost across it again. Classified as an open subdomain, those images are atoms the
 model evaluates a second time: on 2 ranks of a 10^4-atom fcc Cu cube the model evaluated
 1.87 ghosts per owned atom, of which only the shell along the split axis (0.64) is
-needed. Along whole axes the rank's neighbour searches are periodic instead (the box's own cell vectors), and one row per atom and
-image along the other axes is kept. Every owned atom's neighbourhood is the
-same set of atoms at the same separations, so answers do not change (up to the order of
-float sums), whatever the decomposition.
+needed. Along whole axes the rank's neighbour searches are periodic instead (the box's
+own cell vectors), and one row per atom and image along the other axes is kept. Every
+owned atom's neighbourhood is the same set of atoms at the same separations, so answers
+do not change (up to the order of float sums), whatever the decomposition.
 """
 
 from __future__ import annotations

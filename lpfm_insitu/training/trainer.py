@@ -79,11 +79,6 @@ class TrainingConfig:
         return cls(**values)
 
 
-def _batch_tensors(samples, cutoff) -> TrainingBatch:
-    """``batches.batch_tensors`` (kept for the scripts in training/experiments)."""
-    return batch_tensors(samples, cutoff)
-
-
 def training_losses(network, batch, score_weight: float):
     """Cross-entropy and score-matching losses, and the logits, of ``batch``: a
     ``TrainingBatch`` on the network's device, or a list of samples (built here)."""

@@ -11,7 +11,8 @@ import sys
 
 import torch
 
-from lpfm_insitu.training.trainer import Trainer, TrainingConfig, _batch_tensors
+from lpfm_insitu.training.batches import batch_tensors
+from lpfm_insitu.training.trainer import Trainer, TrainingConfig
 
 old_path, config_path, new_path = sys.argv[1:4]
 old = torch.load(old_path, weights_only=True)
@@ -31,7 +32,7 @@ for name, value in old["network"].items():
         raise ValueError(f"{name}: {tuple(value.shape)} -> {tuple(target.shape)}")
 network.load_state_dict(state)
 samples = trainer.sampler.sample(16)
-pos, edge_index, shifts, *_ = _batch_tensors(samples, network.r_max)
+pos, edge_index, shifts, *_ = batch_tensors(samples, network.r_max)
 with torch.no_grad():
     new = network.features(pos, edge_index, shifts)[:, -3:]
     network.decoder.feature_mean[-3:] = new.mean(dim=0)
