@@ -18,7 +18,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--ranks", type=int, default=2, help="MPI ranks for LAMMPS (default 2)")
     p.add_argument("--md-frames", type=int, default=2, help="MD frames per system (default 2)")
     p.add_argument("--real-cases", default=None,
-                   help="comma-separated subset of the real section's cases (default: all; "
+                   help="comma-separated subset of the real section's cases to rerun; the "
+                        "others keep their results from OUTPUT/results.json (default: all; "
                         "names as in its report table)")
     p.add_argument("--sections", default=",".join(SECTIONS),
                    help="comma-separated subset of " + ",".join(SECTIONS) + "; sections not "

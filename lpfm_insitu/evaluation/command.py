@@ -150,12 +150,14 @@ def run_evaluation(args) -> int:
         elif section == "real":
             from .md_snapshots import DEFAULT_CACHE
             from .real_cases import select_cases
-            from .real_eval import run_real
+            from .real_eval import merge_real_cases, run_real
 
-            results["real"] = run_real(model, cache=args.cache or DEFAULT_CACHE,
-                                       n_ranks=args.ranks,
-                                       cases=select_cases(getattr(args, "real_cases", None)),
-                                       log=_log)
+            subset = getattr(args, "real_cases", None)
+            real = run_real(model, cache=args.cache or DEFAULT_CACHE, n_ranks=args.ranks,
+                            cases=select_cases(subset), log=_log)
+            # a subset reruns those cases; the others keep their previous results
+            results["real"] = merge_real_cases(results["real"], real) \
+                if subset and "real" in results else real
         wall[section] = time.time() - start
         threads[section] = args.threads
         _log(f"[lpfm eval] {section} done in {wall[section]:.0f} s")

@@ -10,7 +10,8 @@ Every name that is not one of the model's prototypes (``unknown``, and any class
 The truth of each case comes from its construction (``real_cases``) and from geometry
 (``real_truth``), never from a classifier; the shocked Fe, which has no such truth, is
 scored as the shock example's README does: agreement with PTM (RMSD cutoff 0.1) on the
-atoms PTM identifies within 32 Å of the wall.
+atoms PTM identifies within 32 Å of the wall, of the argmax over Fe's phases as the
+example classifies, beside the example's former model ``lenient`` (the reference).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from . import real_truth as truth
 from .baselines import acna_labels, ptm_labels
 from .md_snapshots import DEFAULT_CACHE
 from .metrics import UNKNOWN, label_breakdown, labels_from_logits
-from .real_cases import CANDIDATES, case_frames, default_cases
+from .real_cases import CANDIDATES, EXAMPLE_SHOCK_CANDIDATES, case_frames, default_cases
 
 STEPS = ("0", "8")
 INTERIOR_DEPTH = 5.0  # Å inside a surface or away from an interface
@@ -34,10 +35,6 @@ VACUUM_FACTORS = (1.0, 4.0)
 UNTRANSFORMED_PTM = 0.9
 LPFM_METHODS = tuple(f"lpfm{tag}_{s}" for tag in ("", "_cand") for s in STEPS)
 BASELINES = ("ptm_nocut", "ptm_0.1", "cna")
-METHOD_TITLES = {"lpfm_0": "LPFM 0 steps", "lpfm_8": "LPFM 8 steps",
-                 "lpfm_cand_0": "LPFM cand. 0 steps", "lpfm_cand_8": "LPFM cand. 8 steps",
-                 "ptm_nocut": "PTM (no cutoff)", "ptm_0.1": "PTM (cutoff 0.1)",
-                 "cna": "a-CNA"}
 
 
 def classify(model, atoms, candidate_steps=("0",)) -> dict:
@@ -247,23 +244,29 @@ def score_shock(model, case, frame, zwall: float | None) -> dict:
     entry = {"n_atoms": len(frame), "n_region": int(region.sum()),
              "n_ptm_identified": int(identified.sum()), "zwall": zwall, "region_depth": depth,
              "agreement_with_ptm_0.1": {}, "breakdown_region": {}}
-    for m in [m for m in (*LPFM_METHODS, "lpfm_cand_argmax_0", "ptm_nocut", "cna")
-              if m in lab]:
+    # as the shock example classifies Fe: the argmax of its order parameters, one per
+    # candidate of Fe's own (its label columns say unknown where the model is unsure)
+    result = model.classify_atoms(atoms, candidates=list(EXAMPLE_SHOCK_CANDIDATES))
+    lab["lpfm_fe_argmax_0"] = labels_from_logits(result.logits, result.phases,
+                                                 candidates=EXAMPLE_SHOCK_CANDIDATES)
+    for m in [m for m in (*LPFM_METHODS, "lpfm_fe_argmax_0", "lpfm_cand_argmax_0",
+                          "ptm_nocut", "cna") if m in lab]:
         entry["agreement_with_ptm_0.1"][m] = _fraction(lab[m][identified] == ptm[identified])
         entry["breakdown_region"][m] = label_breakdown(lab[m][region], top=4)
     entry["breakdown_region"]["ptm_0.1"] = label_breakdown(ptm[region], top=4)
-    # the example's own model and length scale on the same atoms: the default's reference
-    name, volume = case.details["example_model"], case.details["example_atomic_volume"]
-    example = _example_argmax(name, volume, atoms)
-    entry["example"] = {"model": name, "atomic_volume": volume,
-                        "agreement": _fraction(example[identified] == ptm[identified]),
-                        "breakdown_region": label_breakdown(example[region], top=4)}
+    # how the example classified Fe before (model, fixed length scale): the reference
+    name, volume = case.details["reference_model"], case.details["reference_atomic_volume"]
+    reference = _reference_argmax(name, volume, atoms)
+    entry["reference"] = {"model": name, "atomic_volume": volume,
+                          "agreement": _fraction(reference[identified] == ptm[identified]),
+                          "breakdown_region": label_breakdown(reference[region], top=4)}
     return entry
 
 
-def _example_argmax(name: str, atomic_volume: float, atoms) -> np.ndarray:
-    """The candidates' argmax of model ``name`` with the length scale fixed by the
-    unshocked ``atomic_volume``, as the shock example classifies."""
+def _reference_argmax(name: str, atomic_volume: float, atoms) -> np.ndarray:
+    """The argmax over fcc, bcc, hcp and omega of model ``name`` with the length scale
+    fixed by the unshocked ``atomic_volume``, as the shock example classified until
+    2026-12-08."""
     from ..model.files import load_model
     from ..model.local_scale import equivalent_nn_distance
 
@@ -305,3 +308,14 @@ def run_real(model, cache=DEFAULT_CACHE, n_ranks: int = 2, cases=None, log=print
         log(f"  {case.name}: {entry['wall_s']:.0f} s")
     section["wall_s"] = time.time() - start
     return section
+
+
+def merge_real_cases(previous: dict, rerun: dict) -> dict:
+    """The section ``previous`` with the cases of ``rerun`` replaced or added, in the
+    order of ``default_cases`` (a rerun of some cases keeps the others' results)."""
+    cases = {**previous.get("cases", {}), **rerun["cases"]}
+    order = [c.name for c in default_cases()]
+    ordered = {name: cases[name] for name in order if name in cases}
+    ordered.update({name: entry for name, entry in cases.items() if name not in ordered})
+    return {**rerun, "cases": ordered,
+            "cases_not_run": [name for name in order if name not in ordered]}

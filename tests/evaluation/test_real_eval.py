@@ -314,36 +314,51 @@ def test_the_ramp_curve_by_steps_ends_on_the_zero_and_eight_step_runs():
     assert "most at" in row[2] and row[3] == (curve["8"] >= 0.75)
 
 
-def test_the_shock_reference_is_the_examples_own_model_and_length_scale():
-    """The default is held to the shock example's classification of the same atoms, so
-    the reference follows the example's input."""
+def test_the_shock_case_classifies_as_the_example_does():
+    """The evaluation scores the default as the shock example runs it (the default model,
+    a length scale per atom, Fe's phases as candidates), so it follows the example's input."""
     import re
     from pathlib import Path
 
-    from lpfm_insitu.evaluation.real_cases import (EXAMPLE_SHOCK_ATOMIC_VOLUME,
-                                                   EXAMPLE_SHOCK_MODEL)
+    from lpfm_insitu.evaluation.real_cases import EXAMPLE_SHOCK_CANDIDATES
 
     source = (Path(__file__).parents[2] / "lammps_examples" / "shock" / "in.shock").read_text()
     fe = source[source.index('if "${material} == fe"'):source.index("elif")]
-    assert float(re.search(r"lpfm_vatom\s+index\s+([\d.]+)", fe).group(1)) == \
-        EXAMPLE_SHOCK_ATOMIC_VOLUME
-    assert re.search(r"variable lpfm_model\s+index\s+(\S+)", source).group(1) == \
-        EXAMPLE_SHOCK_MODEL
+    assert float(re.search(r"lpfm_vatom\s+index\s+([\d.]+)", fe).group(1)) == 0.0
+    phases = re.search(r"variable phases\s+index\s+(\S+)", fe).group(1).split(",")
+    assert tuple(phases) == EXAMPLE_SHOCK_CANDIDATES
+    assert re.search(r"variable nops\s+index\s+(\d+)", fe).group(1) == str(len(phases))
+    assert re.search(r"variable lpfm_model\s+index\s+(\S+)", source).group(1) == "default"
 
 
-def test_the_shock_row_compares_with_the_example_on_the_same_atoms():
+def test_the_shock_row_compares_with_the_reference_on_the_same_atoms():
     from lpfm_insitu.evaluation.real_report import real_targets
 
-    def rows(default, example):
+    def rows(default, reference):
         entry = {"kind": "shock", "description": "", "wall_s": 1.0, "md": {},
                  "n_ptm_identified": 500, "region_depth": 32.0,
-                 "agreement_with_ptm_0.1": {"lpfm_cand_argmax_0": default},
-                 "example": {"model": "lenient", "atomic_volume": 11.66,
-                             "agreement": example}}
+                 "agreement_with_ptm_0.1": {"lpfm_fe_argmax_0": default,
+                                            "lpfm_cand_argmax_0": 0.1},
+                 "reference": {"model": "lenient", "atomic_volume": 11.66,
+                               "agreement": reference}}
         return [r for r in real_targets({"real": {"cases": {"Fe_shock": entry}}})
                 if "shocked Fe" in r[0]]
 
     (row,) = rows(0.80, 0.75)
     assert row[1] == "≥ 75.0 %" and row[2] == "80.0 %" and row[3] is True
-    assert "`lenient`" in row[0] and "same atoms" in row[0]
+    assert "`lenient`" in row[0] and "same atoms" in row[0] and "bcc/hcp/fcc" in row[0]
     assert rows(0.60, 0.74)[0][3] is False
+
+
+def test_a_rerun_of_some_cases_keeps_the_others():
+    from lpfm_insitu.evaluation.real_eval import merge_real_cases
+
+    previous = {"cases": {"Cu_slab": {"v": 1}, "Fe_shock": {"v": 2}}, "cases_not_run": [],
+                "wall_s": 100.0}
+    rerun = {"cases": {"Fe_shock": {"v": 3}}, "cases_not_run": ["Cu_slab", "Ti_ramp"],
+             "wall_s": 5.0}
+    merged = merge_real_cases(previous, rerun)
+    assert merged["cases"] == {"Cu_slab": {"v": 1}, "Fe_shock": {"v": 3}}
+    assert list(merged["cases"]) == ["Cu_slab", "Fe_shock"]  # the cases' own order
+    assert "Ti_ramp" in merged["cases_not_run"] and "Cu_slab" not in merged["cases_not_run"]
+    assert merged["wall_s"] == 5.0
