@@ -37,8 +37,9 @@ def add_parser(subparsers) -> None:
                         "than this fraction of each liquid's atoms do (default 0.99; 0: off)")
     p.add_argument("--candidate-sets", nargs="+", default=None, metavar="PHASES",
                    help="comma-separated candidate sets to calibrate margins for (common "
-                        "names or AFLOW labels; default: fcc,bcc,hcp,omega, the shock and Ti "
-                        "examples' set, where the model has those and more)")
+                        "names or AFLOW labels; default: the examples' sets where the model "
+                        "has those and more: fcc,bcc,hcp,omega (Ti) and bcc,hcp,fcc (the Fe "
+                        "shock))")
     p.add_argument("--keep-step-size", action="store_true",
                    help="do not re-choose the denoising step size (with --prior-strength "
                         "auto the per-step priors are still chosen, at that step size)")
@@ -150,14 +151,12 @@ def run(args) -> int:
 
 
 def _candidate_sets(texts, phases) -> list[tuple[str, ...]]:
-    """The sets named on the command line, or the examples' set where the model has it."""
-    from ..training.calibration import METAL_CANDIDATES
+    """The sets named on the command line, or the examples' sets the model has."""
+    from ..training.calibration import EXAMPLE_CANDIDATE_SETS
 
     if texts is not None:
         return [_candidate_set(text, phases) for text in texts]
-    if set(METAL_CANDIDATES) < set(phases):
-        return [METAL_CANDIDATES]
-    return []
+    return [names for names in EXAMPLE_CANDIDATE_SETS if set(names) < set(phases)]
 
 
 def _candidate_set(text: str, phases) -> tuple[str, ...]:

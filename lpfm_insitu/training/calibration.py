@@ -456,8 +456,11 @@ def set_phase_thresholds(model, liquids, hot_crystals, hot_loss: float = HOT_LOS
 
 # --- candidate margins: compressed crystals below the threshold ---------------------------
 
-#: The candidate set the shock and Ti examples classify over, calibrated by default.
+#: The candidate set the Ti examples classify over, calibrated by default.
 METAL_CANDIDATES = (FCC, BCC, HCP, OMEGA)
+#: The examples' candidate sets, calibrated by default: the Ti ones', and the shock
+#: example's for Fe (bcc, hcp, fcc: omega is not a phase of Fe).
+EXAMPLE_CANDIDATE_SETS = (METAL_CANDIDATES, (BCC, HCP, FCC))
 #: Fraction of each liquid's atoms whose lead over the next candidate stays below the
 #: margin, so that the margin relabels at most the rest of them.
 MARGIN_QUANTILE = 0.99

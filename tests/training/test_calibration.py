@@ -494,3 +494,17 @@ def test_calibrate_command_rechooses_the_step_priors_at_a_kept_step_size(tiny_mo
     assert sorted(int(k) for k in chosen) == [1, 2, 4, 8]
     assert calibrated.step_log_priors == {
         int(k): prior_of_strength(PHASES, strength) for k, strength in chosen.items()}
+
+
+def test_calibrate_defaults_to_the_examples_candidate_sets_the_model_has():
+    from lpfm_insitu.cli.calibrate import _candidate_sets
+    from lpfm_insitu.training.prototypes import PROTOTYPES
+
+    phases = list(PROTOTYPES)
+    sets = _candidate_sets(None, phases)
+    # the Ti examples' fcc/bcc/hcp/omega and the Fe shock's bcc/hcp/fcc
+    assert [set(s) for s in sets] == [
+        {"A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c", "A_hP3_191_ad"},
+        {"A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c"}]
+    # a set the model holds entirely is no restriction, so it gets no margin
+    assert _candidate_sets(None, ["A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c"]) == []
