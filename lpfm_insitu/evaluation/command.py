@@ -104,6 +104,16 @@ def run_evaluation(args) -> int:
     model = load_model(args.model)
     identity = model_identity(model, args.model)
     previous = results.get("meta", {}).get("model", {}).get("sha256")
+    if not sections and "meta" in results:  # --sections "": re-render the report only
+        if previous == identity["sha256"]:
+            results["meta"]["model"] = identity  # the same file, perhaps moved
+        else:  # the figures are the recorded model's, and so is the report
+            _log(f"note: results.json was made with another model file (sha256 "
+                 f"{str(previous)[:16]}); the report stays that model's")
+        return _write(results, out, results_path, time.time())
+    if not sections:
+        raise LPFMError(f"--sections '' re-renders the report from {results_path}, which is "
+                        "missing or holds no evaluation; run some sections first")
     if previous and previous != identity["sha256"]:
         _log("note: results.json was made with another model; dropping its sections")
         results = {}
@@ -161,9 +171,6 @@ def run_evaluation(args) -> int:
         wall[section] = time.time() - start
         threads[section] = args.threads
         _log(f"[lpfm eval] {section} done in {wall[section]:.0f} s")
-    if not sections and "meta" in results:  # --sections "": re-render the report only
-        results["meta"]["model"] = identity
-        return _write(results, out, results_path, start_all)
     results["meta"] = {
         "command": command_line(args),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -226,3 +226,42 @@ def test_report_names_a_prior_only_where_the_run_length_changes_it():
     assert "from 8 denoising steps on, log prior -0.25 on 2 of the 25" in text
     assert "from 1 " not in text and "from 4 " not in text
     assert _prior_text({"n_phases": 25, "log_prior": {}}).startswith("phase prior: uniform")
+
+
+def test_a_rerender_keeps_the_sections_whatever_the_model_file(tmp_path, capsys):
+    """``lpfm eval --sections ""`` renders results.json again; with a model file that
+    differs from the recorded one it keeps the recorded model's results and name, never
+    drops them (it once wrote a report with no sections)."""
+    import json
+
+    import torch
+
+    from lpfm_insitu.cli.main import main
+    from lpfm_insitu.model.files import save_model
+    from lpfm_insitu.model.inference import PhaseModel
+    from lpfm_insitu.model.network import ModelSpec, build_network
+
+    phases = ("A_cF4_225_a", "A_cI2_229_a", "A_hP2_194_c")
+    spec = ModelSpec(phases=phases, backbone={"channels": 4, "max_ell": 2, "correlation": 2,
+                                              "num_interactions": 1})
+    torch.manual_seed(0)
+    model_path = save_model(tmp_path / "m.safetensors",
+                            PhaseModel(build_network(spec), phases), spec)
+    out = tmp_path / "report"
+    out.mkdir()
+    recorded = {"name": "m", "path": "m", "sha256": "0" * 64, "n_phases": 3,
+                "confidence_threshold": 0.5}
+    results = {"meta": {"command": "lpfm eval --model m --output o", "date": "today",
+                        "package_version": "0", "torch_version": "2", "threads": 2,
+                        "cpu_count": 2, "model": recorded},
+               "kept_marker": {"marker": 1}}
+    (out / "results.json").write_text(json.dumps(results))
+    assert main(["eval", "--model", str(model_path), "--output", str(out),
+                 "--sections", ""]) == 0
+    kept = json.loads((out / "results.json").read_text())
+    assert kept["kept_marker"] == {"marker": 1} and kept["meta"]["model"]["sha256"] == "0" * 64
+    assert "another model file" in capsys.readouterr().err
+    # nothing to render: a clear error, not an empty report
+    assert main(["eval", "--model", str(model_path), "--output", str(tmp_path / "empty"),
+                 "--sections", ""]) != 0
+    assert "holds no evaluation" in capsys.readouterr().err
