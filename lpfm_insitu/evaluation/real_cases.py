@@ -15,12 +15,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..training.prototypes import BCC, FCC, HCP, OMEGA
+from ..training.prototypes import BCC, FCC, FE_CANDIDATES, HCP, METAL_CANDIDATES
 from .lammps_cache import build_entry, parse_thermo
 from .md_snapshots import DEFAULT_CACHE
 from .md_templates import _hcp_lattice, potential_directory
 
-CANDIDATES = (FCC, BCC, HCP, OMEGA)
+CANDIDATES = METAL_CANDIDATES
 
 #: Moderate temperature of the surface, particle, void and compression cases (K).
 T_MODERATE = 500.0
@@ -224,9 +224,8 @@ def ramp_case(reps: tuple[int, int, int] = (8, 5, 10), rate: float = 0.01, ramp_
                     f"stress 0), then held {hold_ps:g} ps", TI, body)
 
 
-#: the candidates the shock example classifies Fe over (``in.shock``'s ``phases``): Fe's
-#: own phases, bcc, hcp and fcc (omega is a phase of Ti and Zr, not of Fe)
-EXAMPLE_SHOCK_CANDIDATES = (BCC, HCP, FCC)
+#: the candidates the shock example classifies Fe over (``in.shock``'s ``phases``)
+EXAMPLE_SHOCK_CANDIDATES = FE_CANDIDATES
 #: how the shock example classified Fe until 2026-12-08 (model, and the unshocked atomic
 #: volume it fixed the length scale with; argmax over fcc, bcc, hcp and omega): the
 #: reference the default, as the example now runs it, must match on the same atoms

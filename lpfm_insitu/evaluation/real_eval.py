@@ -58,6 +58,10 @@ def classify(model, atoms, candidate_steps=("0",)) -> dict:
         out[f"lpfm_cand_{s}"] = out["cand_by_step"][s]
     out["lpfm_cand_argmax_0"] = labels_from_logits(run.history[0]["logits"], run.phases,
                                                    candidates=CANDIDATES)
+    # the shock example's argmax over Fe's own phases, of the same step-0 logits (a
+    # restricted set adds no prior, so the argmax over a subset needs no run of its own)
+    out["lpfm_fe_argmax_0"] = labels_from_logits(run.history[0]["logits"], run.phases,
+                                                 candidates=EXAMPLE_SHOCK_CANDIDATES)
     out["ptm_nocut"] = ptm_labels(atoms, 0.0)
     out["ptm_0.1"] = ptm_labels(atoms, 0.1)
     out["cna"] = acna_labels(atoms)
@@ -244,11 +248,6 @@ def score_shock(model, case, frame, zwall: float | None) -> dict:
     entry = {"n_atoms": len(frame), "n_region": int(region.sum()),
              "n_ptm_identified": int(identified.sum()), "zwall": zwall, "region_depth": depth,
              "agreement_with_ptm_0.1": {}, "breakdown_region": {}}
-    # as the shock example classifies Fe: the argmax of its order parameters, one per
-    # candidate of Fe's own (its label columns say unknown where the model is unsure)
-    result = model.classify_atoms(atoms, candidates=list(EXAMPLE_SHOCK_CANDIDATES))
-    lab["lpfm_fe_argmax_0"] = labels_from_logits(result.logits, result.phases,
-                                                 candidates=EXAMPLE_SHOCK_CANDIDATES)
     for m in [m for m in (*LPFM_METHODS, "lpfm_fe_argmax_0", "lpfm_cand_argmax_0",
                           "ptm_nocut", "cna") if m in lab]:
         entry["agreement_with_ptm_0.1"][m] = _fraction(lab[m][identified] == ptm[identified])

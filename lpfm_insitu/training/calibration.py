@@ -17,7 +17,8 @@ from ase import Atoms
 from ..model.graph import periodic_graph
 from ..model.inference import REFERENCE_ATOMIC_VOLUME, REFERENCE_NN_DISTANCE
 from ..progress import progress
-from .prototypes import BCC, DIAMOND, FCC, HCP, OMEGA, common_name
+from .prototypes import (BCC, DIAMOND, FCC, FE_CANDIDATES, HCP, METAL_CANDIDATES,
+                         common_name)
 
 
 def disordered_packing(n_atoms: int, rng: np.random.Generator,
@@ -456,11 +457,8 @@ def set_phase_thresholds(model, liquids, hot_crystals, hot_loss: float = HOT_LOS
 
 # --- candidate margins: compressed crystals below the threshold ---------------------------
 
-#: The candidate set the Ti examples classify over, calibrated by default.
-METAL_CANDIDATES = (FCC, BCC, HCP, OMEGA)
-#: The examples' candidate sets, calibrated by default: the Ti ones', and the shock
-#: example's for Fe (bcc, hcp, fcc: omega is not a phase of Fe).
-EXAMPLE_CANDIDATE_SETS = (METAL_CANDIDATES, (BCC, HCP, FCC))
+#: The examples' candidate sets, calibrated by default.
+EXAMPLE_CANDIDATE_SETS = (METAL_CANDIDATES, FE_CANDIDATES)
 #: Fraction of each liquid's atoms whose lead over the next candidate stays below the
 #: margin, so that the margin relabels at most the rest of them.
 MARGIN_QUANTILE = 0.99

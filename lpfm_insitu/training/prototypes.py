@@ -182,6 +182,11 @@ DIAMOND, HEX_DIAMOND = "A_cF8_227_a", "A_hP4_194_f"
 OMEGA, SC = "A_hP3_191_ad", "A_cP1_221_a"
 A15 = "A_cP8_223_ac"  # what the default model calls most of the transformed Ti ramp
 
+#: The examples' candidate sets: the Ti ones' (and the evaluation's) fcc/bcc/hcp/omega,
+#: and the Fe shock's bcc/hcp/fcc (omega is a phase of Ti and Zr, not of Fe).
+METAL_CANDIDATES = (FCC, BCC, HCP, OMEGA)
+FE_CANDIDATES = (BCC, HCP, FCC)
+
 
 #: The short name a user knows each prototype by (shown in plots, summaries, thermo
 #: variables and OVITO output), then other names accepted for it.  Names are matched
